@@ -1,0 +1,2 @@
+// Placeholder until the example app lands.
+console.log('example pending')

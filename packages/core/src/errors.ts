@@ -1,0 +1,85 @@
+// Errors that reach users: each carries a stable `code` and is recognised by a brand, not by `instanceof`,
+// because dual ESM/CJS installs can load two copies of this module.
+
+const BRAND = Symbol.for('breakwater.error')
+
+/** Stable error codes. They never change meaning once published. */
+export const ErrorCode = {
+  /** An option passed to a constructor or factory is invalid. */
+  InvalidOption: 'BW_INVALID_OPTION',
+  /** A request was rejected by a rate limit (HTTP 429). */
+  RateLimited: 'BW_RATE_LIMITED',
+  /** A store call failed or timed out and the failure policy is `fail-closed` (HTTP 503). */
+  StoreUnavailable: 'BW_STORE_UNAVAILABLE',
+  /** A store call did not answer within its timeout. */
+  StoreTimeout: 'BW_STORE_TIMEOUT',
+} as const
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
+
+/**
+ * Base class of every error Breakwater raises. Use {@link isBreakwaterError} to recognise one.
+ *
+ * @example
+ * try { createRateLimiter({ limit: -1, windowMs: 1000 }) }
+ * catch (err) { if (isBreakwaterError(err)) console.log(err.code) } // 'BW_INVALID_OPTION'
+ */
+export class BreakwaterError extends Error {
+  readonly code: ErrorCode
+  /** HTTP status for errors that map to a response, else undefined. */
+  readonly status: number | undefined
+  readonly [BRAND] = true
+
+  constructor(code: ErrorCode, message: string, options?: { status?: number; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'BreakwaterError'
+    this.code = code
+    this.status = options?.status
+  }
+}
+
+/** True for any error raised by Breakwater, whichever copy of the package created it. */
+export function isBreakwaterError(value: unknown): value is BreakwaterError {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true
+}
+
+/** Raised at construction when an option is invalid; the message names the option and the value. */
+export class InvalidOptionError extends BreakwaterError {
+  readonly option: string
+  constructor(option: string, value: unknown, expected: string) {
+    super(ErrorCode.InvalidOption, `Invalid option "${option}": expected ${expected}, got ${describe(value)}`)
+    this.name = 'InvalidOptionError'
+    this.option = option
+  }
+}
+
+/** True when `value` is an {@link InvalidOptionError}. */
+export function isInvalidOptionError(value: unknown): value is InvalidOptionError {
+  return isBreakwaterError(value) && value.code === ErrorCode.InvalidOption
+}
+
+/** A store call failed or did not answer in time. Published on `breakwater:store:error`. */
+export class StoreError extends BreakwaterError {
+  readonly operation: string
+  constructor(code: ErrorCode, operation: string, message: string, cause?: unknown) {
+    super(code, message, { status: 503, cause })
+    this.name = 'StoreError'
+    this.operation = operation
+  }
+}
+
+/** True when `value` is a {@link StoreError} (timeout or failure). */
+export function isStoreError(value: unknown): value is StoreError {
+  return (
+    isBreakwaterError(value) && (value.code === ErrorCode.StoreUnavailable || value.code === ErrorCode.StoreTimeout)
+  )
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value)
+  if (typeof value === 'function') return 'a function'
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return `an array of length ${value.length}`
+  if (typeof value === 'object') return 'an object'
+  return String(value)
+}

@@ -1,0 +1,547 @@
+// The rate-limit policy: resolves a request to a client key, cost and rules, asks the store for one atomic
+// decision, and answers with plain data the adapters send. Synchronous end to end on in-process stores.
+
+import { createHash } from 'node:crypto'
+import { CONTINUE, type Decision, isPromiseLike, type MaybePromise, type RejectDecision } from '../decision.js'
+import { ErrorCode, InvalidOptionError } from '../errors.js'
+import { channels, publish, type RateLimitDecisionEvent, type StoreErrorEvent } from '../events.js'
+import { monotonicNow } from '../internal/clock.js'
+import { evictOverflow } from '../internal/lru.js'
+import { type Duration, duration, nonNegativeNumber, oneOf, positiveInteger } from '../internal/validate.js'
+import { type WarningLogger, warnOnce } from '../internal/warn.js'
+import { PROBLEM_CONTENT_TYPE, type ProblemDetails, ProblemType } from '../problem.js'
+import type { HeaderList, RequestView } from '../request-view.js'
+import { MemoryStore } from '../stores/memory-store.js'
+import { StoreGuard } from '../stores/store-guard.js'
+import { boundKey, hashKey, ipKey } from './client-key.js'
+import { HEADER_FORMATS, type HeaderFormat, RateLimitHeaders } from './headers.js'
+import type { Algorithm, RateLimitResult, RateLimitStore, ResolvedRule } from './types.js'
+
+/** A value fixed at construction or computed per request. */
+export type PerRequest<T> = T | ((request: RequestView) => MaybePromise<T>)
+
+/** One limit: `limit` units per `windowMs`. */
+export interface RateLimitRule {
+  /** Policy name shown in headers and problem bodies: `[a-z][a-z0-9_.-]*`. Default `"default"` for the
+   * single-rule shorthand, `"p1"`, `"p2"`, … in `rules`. */
+  name?: string
+  /** Units allowed per window; a function makes it per request (e.g. by plan). */
+  limit: PerRequest<number>
+  /** Window length: ms, or a string like `"10s"`, `"1m"`, `"1h"`, `"1d"`. */
+  windowMs: Duration
+  /** Default `"gcra"`. */
+  algorithm?: Algorithm
+  /** GCRA only: units that may be spent at once. Default `limit` (the whole window's quota). */
+  burst?: number
+}
+
+/** What to do when the store fails or times out. `{ fallback }` decides with a local store meanwhile. */
+export type StoreFailurePolicy = 'fail-open' | 'fail-closed' | { fallback: RateLimitStore }
+
+/** Options of {@link createRateLimiter} and of every framework adapter. */
+export interface RateLimitOptions extends Partial<RateLimitRule> {
+  /** Several rules decided together: a request denied by one charges none. Replaces the shorthand fields. */
+  rules?: RateLimitRule[]
+  /** Names the limiter in events and namespaces its store keys. Default `"rate-limit"`. Limiters sharing a
+   * store and a name share their counts. */
+  id?: string
+  /** Client key. Default: the framework's resolved client IP, IPv6 grouped by `ipv6Subnet`. */
+  key?: (request: RequestView) => MaybePromise<string>
+  /** Bits of an IPv6 address that identify a client, or `false` for whole addresses. Default `64`. */
+  ipv6Subnet?: number | false
+  /** Units a request costs. Default `1`. */
+  cost?: PerRequest<number>
+  /** Requests for which this returns true are not counted and get no headers. */
+  skip?: (request: RequestView) => MaybePromise<boolean>
+  /** Client IPs or keys never limited. */
+  allowlist?: readonly string[]
+  /** Default `new MemoryStore()`. */
+  store?: RateLimitStore
+  /** Store call timeout in ms. Default `100`. In-process stores are never timed. */
+  storeTimeoutMs?: number
+  /** Default `"fail-open"`: a broken store must not take the service down with it. */
+  onStoreError?: StoreFailurePolicy
+  /** Header format(s), or `false` for none. Default `"draft-8"`. */
+  headers?: HeaderFormat | readonly HeaderFormat[] | false
+  /** Add `pk` (a digest of the client key, never the key) to `RateLimit-Policy`. Default `false`. */
+  partitionKey?: boolean
+  /** Status of a denied request. Default `429`. */
+  statusCode?: number
+  /** `detail` of the problem body. Default: "Rate limit exceeded; retry in N seconds." */
+  message?: string | ((request: RequestView, result: RateLimitResult) => string)
+  /** Skip the store for keys it recently denied until their retry time (remote stores only). Default `true`. */
+  denyCache?: boolean
+  /** Receives one-time configuration warnings. Default `process.emitWarning`. */
+  logger?: WarningLogger
+}
+
+/** A rate limiter usable with or without HTTP. */
+export interface RateLimiter {
+  readonly id: string
+  /** Decide one request: charge it and answer `continue` (with headers) or `reject` (429 problem). */
+  check(request: RequestView): MaybePromise<Decision>
+  /** Charge `cost` units against `key` (a client key as the `key` option produces it). */
+  consume(key: string, cost?: number, request?: RequestView): Promise<RateLimitResult>
+  /** What `consume` would answer, without charging. */
+  peek(key: string, cost?: number, request?: RequestView): Promise<RateLimitResult>
+  /** Forget `key`'s state (e.g. after a CAPTCHA). */
+  reset(key: string): Promise<void>
+  /** The client key of a request, as used in the store (before namespacing). */
+  keyOf(request: RequestView): MaybePromise<string>
+}
+
+interface RuleConfig {
+  readonly name: string
+  readonly algorithm: Algorithm
+  readonly limit: PerRequest<number>
+  readonly windowMs: number
+  readonly burst: number | undefined
+}
+
+const NAME_PATTERN = /^[a-z][a-z0-9_.-]{0,63}$/
+const DENY_CACHE_MAX = 10_000
+const DEFAULT_ID = 'rate-limit'
+const ALGORITHMS: readonly Algorithm[] = ['gcra', 'sliding-window', 'fixed-window']
+const UNKNOWN_CLIENT = 'unknown-client'
+
+/** Which limiters use each store under which ids, to warn about accidental sharing. */
+const storeUsers = new WeakMap<RateLimitStore, Set<string>>()
+
+/**
+ * Create a rate limiter. Options are checked here; an invalid one throws {@link InvalidOptionError}.
+ *
+ * @example
+ * const limiter = createRateLimiter({ limit: 100, windowMs: '1m' })
+ * const limiter2 = createRateLimiter({
+ *   rules: [{ name: 'burst', limit: 10, windowMs: '1s' }, { name: 'hourly', limit: 1000, windowMs: '1h' }],
+ * })
+ */
+export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
+  if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'an object')
+  const id = options.id ?? DEFAULT_ID
+  if (typeof id !== 'string' || id.length === 0 || id.length > 64) {
+    throw new InvalidOptionError('id', id, 'a non-empty string of at most 64 characters')
+  }
+  const rules = resolveRuleConfigs(options)
+  const staticRules: ResolvedRule[] | undefined = rules.every((r) => typeof r.limit === 'number')
+    ? rules.map((r) => freezeRule(r, r.limit as number, 'limit'))
+    : undefined
+
+  const subnet = options.ipv6Subnet ?? 64
+  if (subnet !== false && (typeof subnet !== 'number' || !Number.isInteger(subnet) || subnet < 1 || subnet > 128)) {
+    throw new InvalidOptionError('ipv6Subnet', subnet, 'an integer from 1 to 128, or false')
+  }
+  const keyOption = options.key
+  if (keyOption !== undefined && typeof keyOption !== 'function') {
+    throw new InvalidOptionError('key', keyOption, 'a function of the request returning a string')
+  }
+  const cost = options.cost ?? 1
+  if (typeof cost === 'number') positiveIntegerOrZero('cost', cost)
+  else if (typeof cost !== 'function') throw new InvalidOptionError('cost', cost, 'a number or a function')
+  const skip = options.skip
+  if (skip !== undefined && typeof skip !== 'function') throw new InvalidOptionError('skip', skip, 'a function')
+  const allowlist = options.allowlist === undefined ? undefined : new Set(validateAllowlist(options.allowlist))
+
+  const store = options.store ?? new MemoryStore()
+  if (typeof store !== 'object' || store === null || typeof store.consume !== 'function') {
+    throw new InvalidOptionError('store', store, 'a RateLimitStore (an object with consume, peek and reset)')
+  }
+  const storeTimeoutMs = nonNegativeNumber('storeTimeoutMs', options.storeTimeoutMs ?? 100)
+  const failure = resolveFailurePolicy(options.onStoreError)
+  const formats = resolveFormats(options.headers)
+  const statusCode = options.statusCode ?? 429
+  if (!Number.isInteger(statusCode) || statusCode < 400 || statusCode > 599) {
+    throw new InvalidOptionError('statusCode', statusCode, 'an HTTP error status (400–599)')
+  }
+  const message = options.message
+  if (message !== undefined && typeof message !== 'string' && typeof message !== 'function') {
+    throw new InvalidOptionError('message', message, 'a string or a function')
+  }
+  const logger = options.logger
+  const partitionKey = options.partitionKey === true
+  const local = store.local === true
+  const denyCacheEnabled = !local && options.denyCache !== false
+  const guard = local ? undefined : new StoreGuard(storeTimeoutMs)
+  const headers = new RateLimitHeaders(formats, staticRules)
+  const prefix = `${id}:`
+
+  const users = storeUsers.get(store) ?? new Set<string>()
+  storeUsers.set(store, users)
+  if (users.has(id) && options.id === undefined) {
+    warnOnce(
+      'BW_RATE_LIMIT_SHARED_STORE',
+      'Two rate limiters share one store under the default id "rate-limit", so they share counts. Give each limiter its own `id` (or the same id on purpose).',
+      logger,
+    )
+  }
+  users.add(id)
+
+  /** Keys denied recently by the remote store: key → monotonic time until which they stay denied. */
+  const denied = new Map<string, { until: number; rules: readonly ResolvedRule[]; result: RateLimitResult }>()
+
+  const keyOf = (request: RequestView): MaybePromise<string> => {
+    if (keyOption) {
+      const k = keyOption(request)
+      return isPromiseLike(k) ? k.then(checkKey) : checkKey(k)
+    }
+    const k = ipKey(request.ip, subnet)
+    if (k !== undefined) return k
+    warnOnce(
+      'BW_RATE_LIMIT_NO_CLIENT_IP',
+      'A request had no client IP; such requests share one rate-limit key. Pass a `key` function, or check the framework’s trust-proxy setting.',
+      logger,
+    )
+    return UNKNOWN_CLIENT
+  }
+
+  const resolveRules = (request: RequestView | undefined): MaybePromise<readonly ResolvedRule[]> => {
+    if (staticRules) return staticRules
+    if (request === undefined) throw new InvalidOptionError('request', request, 'a request view for per-request limits')
+    const values = rules.map((rule) => (typeof rule.limit === 'function' ? rule.limit(request) : rule.limit))
+    if (values.some(isPromiseLike)) {
+      return Promise.all(values).then((limits) => rules.map((r, i) => freezeRule(r, limits[i] as number, 'limit()')))
+    }
+    return rules.map((r, i) => freezeRule(r, values[i] as number, 'limit()'))
+  }
+
+  const resolveCost = (request: RequestView | undefined): MaybePromise<number> => {
+    if (typeof cost === 'number') return cost
+    if (request === undefined) return 1
+    const c = cost(request)
+    return isPromiseLike(c) ? c.then((v) => positiveIntegerOrZero('cost()', v)) : positiveIntegerOrZero('cost()', c)
+  }
+
+  const callStore = (
+    operation: 'consume' | 'peek',
+    key: string,
+    resolved: readonly ResolvedRule[],
+    units: number,
+  ): MaybePromise<RateLimitResult> => {
+    if (guard === undefined) return store[operation](key, resolved, units)
+    return guard.run(operation, () => store[operation](key, resolved, units))
+  }
+
+  /**
+   * Apply the failure policy to a store error: a fallback store's result, `undefined` to let the request
+   * through, or {@link STORE_CLOSED} to refuse it.
+   */
+  const onFailure = (
+    error: unknown,
+    operation: 'consume' | 'peek',
+    key: string,
+    resolved: readonly ResolvedRule[],
+    units: number,
+    started: number,
+  ): MaybePromise<RateLimitResult | undefined | typeof STORE_CLOSED> => {
+    const action = failure === 'fail-open' ? 'fail-open' : failure === 'fail-closed' ? 'fail-closed' : 'fallback'
+    if (channels.storeError.hasSubscribers) {
+      publish(channels.storeError, {
+        policy: id,
+        operation,
+        kind: (error as { code?: string }).code === ErrorCode.StoreTimeout ? 'timeout' : 'error',
+        action,
+        error,
+        durationSeconds: (monotonicNow() - started) / 1000,
+      } satisfies StoreErrorEvent)
+    }
+    if (failure === 'fail-open') return undefined
+    if (failure === 'fail-closed') return STORE_CLOSED
+    try {
+      const result = failure.fallback[operation](key, resolved, units)
+      return isPromiseLike(result) ? result.catch(() => undefined) : result
+    } catch {
+      return undefined
+    }
+  }
+
+  const decide = (
+    request: RequestView | undefined,
+    clientKey: string,
+    resolved: readonly ResolvedRule[],
+    units: number,
+  ): MaybePromise<Decision> => {
+    const key = prefix + clientKey
+    const started = guard === undefined ? 0 : monotonicNow()
+    if (denyCacheEnabled && denied.size > 0) {
+      const hit = denied.get(key)
+      if (hit !== undefined) {
+        const now = monotonicNow()
+        if (now < hit.until && hit.rules === resolved) {
+          return toDecision(request, clientKey, resolved, agedResult(hit.result, hit.until - now), 0)
+        }
+        denied.delete(key)
+      }
+    }
+    const finish = (result: RateLimitResult | undefined): Decision => {
+      if (result === undefined) {
+        emitDecision(request, clientKey, 'store_error', [], started)
+        return CONTINUE
+      }
+      if (!result.allowed && denyCacheEnabled && result.retryAfterMs > 0) {
+        denied.delete(key)
+        denied.set(key, { until: monotonicNow() + result.retryAfterMs, rules: resolved, result })
+        if (denied.size > DENY_CACHE_MAX) evictOverflow(denied, DENY_CACHE_MAX)
+      }
+      return toDecision(request, clientKey, resolved, result, started)
+    }
+    const failed = (error: unknown): MaybePromise<Decision> => {
+      const outcome = onFailure(error, 'consume', key, resolved, units, started)
+      if (isPromiseLike(outcome)) return outcome.then((r) => (r === STORE_CLOSED ? STORE_CLOSED_DECISION : finish(r)))
+      return outcome === STORE_CLOSED ? STORE_CLOSED_DECISION : finish(outcome)
+    }
+    let pending: MaybePromise<RateLimitResult>
+    try {
+      pending = callStore('consume', key, resolved, units)
+    } catch (error) {
+      // Only in-process stores throw synchronously; treat it like any other store failure.
+      return failed(error)
+    }
+    if (!isPromiseLike(pending)) return finish(pending)
+    return pending.then(finish, failed)
+  }
+
+  const toDecision = (
+    request: RequestView | undefined,
+    clientKey: string,
+    resolved: readonly ResolvedRule[],
+    result: RateLimitResult,
+    started: number,
+  ): Decision => {
+    const pk = partitionKey ? partitionKeyOf(clientKey) : undefined
+    const list = formats.length === 0 && result.allowed ? undefined : headers.write(resolved, result, pk)
+    if (result.allowed) {
+      if (channels.rateLimitDecision.hasSubscribers) emitDecision(request, clientKey, 'allowed', [], started)
+      return list === undefined || list.length === 0 ? CONTINUE : { action: 'continue', headers: list }
+    }
+    const violated = resolved.filter((_, i) => result.rules[i]?.allowed === false).map((r) => r.name)
+    if (channels.rateLimitDecision.hasSubscribers) emitDecision(request, clientKey, 'limited', violated, started)
+    const retry = Math.max(1, Math.ceil(result.retryAfterMs / 1000))
+    const detail =
+      typeof message === 'function' && request !== undefined
+        ? message(request, result)
+        : typeof message === 'string'
+          ? message
+          : `Rate limit exceeded; retry in ${retry} second${retry === 1 ? '' : 's'}.`
+    const body: ProblemDetails = {
+      type: ProblemType.QuotaExceeded,
+      title: 'Too Many Requests',
+      status: statusCode,
+      detail,
+      code: ErrorCode.RateLimited,
+      'violated-policies': violated,
+    }
+    return rejection(statusCode, list ?? [['Retry-After', String(retry)]], body)
+  }
+
+  const emitDecision = (
+    request: RequestView | undefined,
+    clientKey: string,
+    outcome: RateLimitDecisionEvent['outcome'],
+    violated: readonly string[],
+    started: number,
+  ): void => {
+    if (!channels.rateLimitDecision.hasSubscribers) return
+    const event: RateLimitDecisionEvent = {
+      policy: id,
+      outcome,
+      violated,
+      keyHash: hashKey(clientKey),
+      durationSeconds: started === 0 ? 0 : (monotonicNow() - started) / 1000,
+      request,
+    }
+    publish(channels.rateLimitDecision, event)
+  }
+
+  const check = (request: RequestView): MaybePromise<Decision> => {
+    if (skip !== undefined) {
+      const skipped = skip(request)
+      if (isPromiseLike(skipped)) return skipped.then((s) => (s ? skippedDecision(request) : admit(request)))
+      if (skipped) return skippedDecision(request)
+    }
+    return admit(request)
+  }
+
+  const skippedDecision = (request: RequestView): Decision => {
+    if (channels.rateLimitDecision.hasSubscribers) {
+      publish(channels.rateLimitDecision, {
+        policy: id,
+        outcome: 'skipped',
+        violated: [],
+        keyHash: '',
+        durationSeconds: 0,
+        request,
+      } satisfies RateLimitDecisionEvent)
+    }
+    return CONTINUE
+  }
+
+  const admit = (request: RequestView): MaybePromise<Decision> => {
+    if (allowlist?.has(request.ip ?? '')) return skippedDecision(request)
+    const k = keyOf(request)
+    if (isPromiseLike(k)) return k.then((key) => admitKey(request, key))
+    return admitKey(request, k)
+  }
+
+  const admitKey = (request: RequestView, clientKey: string): MaybePromise<Decision> => {
+    if (allowlist?.has(clientKey)) return skippedDecision(request)
+    const resolved = resolveRules(request)
+    const units = resolveCost(request)
+    if (isPromiseLike(resolved) || isPromiseLike(units)) {
+      return Promise.all([resolved, units]).then(([r, u]) => decide(request, clientKey, r, u))
+    }
+    return decide(request, clientKey, resolved, units)
+  }
+
+  const direct = async (
+    operation: 'consume' | 'peek',
+    clientKey: string,
+    units: number | undefined,
+    request: RequestView | undefined,
+  ): Promise<RateLimitResult> => {
+    const resolved = await resolveRules(request)
+    const n = units === undefined ? await resolveCost(request) : positiveIntegerOrZero('cost', units)
+    const key = prefix + checkKey(clientKey)
+    const started = monotonicNow()
+    try {
+      return await callStore(operation, key, resolved, n)
+    } catch (error) {
+      const result = await onFailure(error, operation, key, resolved, n, started)
+      if (result === STORE_CLOSED) throw error
+      return result ?? { allowed: true, retryAfterMs: 0, rules: [] }
+    }
+  }
+
+  return {
+    id,
+    check,
+    keyOf,
+    consume: (key, units, request) => direct('consume', key, units, request),
+    peek: (key, units, request) => direct('peek', key, units ?? 1, request),
+    async reset(key) {
+      const namespaced = prefix + checkKey(key)
+      denied.delete(namespaced)
+      await (guard === undefined
+        ? store.reset(namespaced, staticRules ?? rules.map((r) => freezeRule(r, 1, 'limit')))
+        : guard.run('reset', () => store.reset(namespaced, staticRules ?? rules.map((r) => freezeRule(r, 1, 'limit')))))
+    },
+  }
+}
+
+/** The failure policy's answer "refuse the request". */
+const STORE_CLOSED = Symbol('store-closed')
+
+const STORE_CLOSED_DECISION: RejectDecision = rejection(503, [['Retry-After', '1']], {
+  type: ProblemType.TemporaryReducedCapacity,
+  title: 'Service Unavailable',
+  status: 503,
+  detail: 'Rate limiting is temporarily unavailable.',
+  code: ErrorCode.StoreUnavailable,
+})
+
+function rejection(status: number, headers: HeaderList, body: ProblemDetails): RejectDecision {
+  return { action: 'reject', status, headers: [...headers, ['Content-Type', PROBLEM_CONTENT_TYPE]], body }
+}
+
+function agedResult(result: RateLimitResult, retryAfterMs: number): RateLimitResult {
+  return {
+    allowed: false,
+    retryAfterMs,
+    rules: result.rules.map((r) => (r.allowed ? r : { allowed: false, remaining: r.remaining, resetMs: retryAfterMs })),
+  }
+}
+
+function partitionKeyOf(clientKey: string): string {
+  return createHash('sha256').update(clientKey).digest().subarray(0, 12).toString('base64')
+}
+
+function checkKey(key: unknown): string {
+  if (typeof key !== 'string' || key.length === 0) {
+    throw new InvalidOptionError('key()', key, 'a non-empty string')
+  }
+  return boundKey(key)
+}
+
+function positiveIntegerOrZero(option: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new InvalidOptionError(option, value, 'an integer ≥ 0')
+  }
+  return value
+}
+
+function freezeRule(rule: RuleConfig, limit: number, option: string): ResolvedRule {
+  positiveInteger(option === 'limit' ? `${rule.name}.limit` : `${rule.name}.${option}`, limit)
+  const burst = rule.burst ?? limit
+  return Object.freeze({ name: rule.name, algorithm: rule.algorithm, limit, windowMs: rule.windowMs, burst })
+}
+
+function resolveRuleConfigs(options: RateLimitOptions): RuleConfig[] {
+  const shorthand = options.limit !== undefined || options.windowMs !== undefined
+  if (options.rules !== undefined && shorthand) {
+    throw new InvalidOptionError('rules', options.rules, 'either `rules` or `limit`/`windowMs`, not both')
+  }
+  const list: RateLimitRule[] =
+    options.rules ??
+    (shorthand
+      ? [
+          {
+            name: options.name ?? 'default',
+            limit: options.limit as PerRequest<number>,
+            windowMs: options.windowMs as Duration,
+            ...(options.algorithm === undefined ? {} : { algorithm: options.algorithm }),
+            ...(options.burst === undefined ? {} : { burst: options.burst }),
+          },
+        ]
+      : [])
+  if (!Array.isArray(list) || list.length === 0) {
+    throw new InvalidOptionError('limit', options.limit, 'a limit and windowMs, or a non-empty `rules` array')
+  }
+  const names = new Set<string>()
+  return list.map((rule, i) => {
+    const at = options.rules ? `rules[${i}]` : ''
+    const field = (f: string): string => (at ? `${at}.${f}` : f)
+    if (typeof rule !== 'object' || rule === null) throw new InvalidOptionError(at, rule, 'a rule object')
+    const name = rule.name ?? (options.rules ? `p${i + 1}` : 'default')
+    if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
+      throw new InvalidOptionError(field('name'), name, 'a name matching [a-z][a-z0-9_.-]* (at most 64 characters)')
+    }
+    if (names.has(name)) throw new InvalidOptionError(field('name'), name, 'a name unique among the rules')
+    names.add(name)
+    if (typeof rule.limit === 'number') positiveInteger(field('limit'), rule.limit)
+    else if (typeof rule.limit !== 'function') {
+      throw new InvalidOptionError(field('limit'), rule.limit, 'a positive integer or a function of the request')
+    }
+    const windowMs = duration(field('windowMs'), rule.windowMs)
+    const algorithm = oneOf(field('algorithm'), rule.algorithm ?? 'gcra', ALGORITHMS)
+    if (rule.burst !== undefined) {
+      positiveInteger(field('burst'), rule.burst)
+      if (algorithm !== 'gcra') throw new InvalidOptionError(field('burst'), rule.burst, 'no burst (GCRA only)')
+    }
+    return { name, algorithm, limit: rule.limit, windowMs, burst: rule.burst }
+  })
+}
+
+function resolveFailurePolicy(value: unknown): StoreFailurePolicy {
+  if (value === undefined) return 'fail-open'
+  if (value === 'fail-open' || value === 'fail-closed') return value
+  if (typeof value === 'object' && value !== null) {
+    const fallback = (value as { fallback?: RateLimitStore }).fallback
+    if (typeof fallback === 'object' && fallback !== null && typeof fallback.consume === 'function') {
+      return { fallback }
+    }
+  }
+  throw new InvalidOptionError('onStoreError', value, '"fail-open", "fail-closed" or { fallback: RateLimitStore }')
+}
+
+function resolveFormats(value: unknown): readonly HeaderFormat[] {
+  if (value === undefined) return ['draft-8']
+  if (value === false) return []
+  const list = Array.isArray(value) ? value : [value]
+  return list.map((f, i) => oneOf(Array.isArray(value) ? `headers[${i}]` : 'headers', f, HEADER_FORMATS))
+}
+
+function validateAllowlist(value: unknown): string[] {
+  if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) {
+    throw new InvalidOptionError('allowlist', value, 'an array of IPs or client keys')
+  }
+  return value as string[]
+}

@@ -1,0 +1,127 @@
+// The default in-process store: bounded by an LRU cap, expired lazily on access (no per-key timers),
+// timed by a monotonic clock.
+
+import { InvalidOptionError } from '../errors.js'
+import { type Clock, monotonicNow } from '../internal/clock.js'
+import { evictOverflow, touch } from '../internal/lru.js'
+import { positiveInteger } from '../internal/validate.js'
+import { type Evaluation, evaluate } from '../rate-limit/algorithms.js'
+import type { RateLimitResult, RateLimitStore, ResolvedRule, RuleResult } from '../rate-limit/types.js'
+
+/** Options of {@link MemoryStore}. */
+export interface MemoryStoreOptions {
+  /** Most keys kept; the least recently used key is evicted beyond it. Default `100_000`. */
+  maxKeys?: number
+  /** Millisecond clock; only differences matter. Default: monotonic `performance.now()`. For tests. */
+  now?: Clock
+}
+
+interface Entry {
+  /** Three state slots per rule. */
+  state: number[]
+  /** Clock value after which every rule is back to empty. */
+  expiresAt: number
+}
+
+/** Reused across calls: store calls are synchronous and never re-entered. */
+const pending: number[] = []
+const scratch: Evaluation = { allowed: false, remaining: 0, resetMs: 0, next0: 0, next1: 0, next2: 0, expiresAt: 0 }
+
+/**
+ * In-process rate-limit store. Bounded: at most `maxKeys` keys, least recently used evicted first; expired
+ * state is dropped lazily when touched or evicted, with no timers. Each process has its own counts — use
+ * `@breakwater/redis` when several processes must share limits.
+ *
+ * @example
+ * const store = new MemoryStore({ maxKeys: 50_000 })
+ * app.use(rateLimit({ limit: 100, windowMs: '1m', store }))
+ */
+export class MemoryStore implements RateLimitStore {
+  readonly local = true
+  readonly #entries = new Map<string, Entry>()
+  readonly #maxKeys: number
+  readonly #now: Clock
+
+  constructor(options: MemoryStoreOptions = {}) {
+    this.#maxKeys = positiveInteger('maxKeys', options.maxKeys ?? 100_000)
+    if (options.now !== undefined && typeof options.now !== 'function') {
+      throw new InvalidOptionError('now', options.now, 'a function returning milliseconds')
+    }
+    this.#now = options.now ?? monotonicNow
+  }
+
+  /** Number of keys currently held (expired ones included until touched or evicted). */
+  get size(): number {
+    return this.#entries.size
+  }
+
+  consume(key: string, rules: readonly ResolvedRule[], cost: number): RateLimitResult {
+    return this.#decide(key, rules, cost, true)
+  }
+
+  peek(key: string, rules: readonly ResolvedRule[], cost: number): RateLimitResult {
+    return this.#decide(key, rules, cost, false)
+  }
+
+  reset(key: string): void {
+    this.#entries.delete(key)
+  }
+
+  shutdown(): void {
+    this.#entries.clear()
+  }
+
+  #decide(key: string, rules: readonly ResolvedRule[], cost: number, charge: boolean): RateLimitResult {
+    const now = this.#now()
+    const width = rules.length * 3
+    let entry = this.#entries.get(key)
+    if (entry !== undefined && (now >= entry.expiresAt || entry.state.length !== width)) entry = undefined
+    const state = entry?.state
+    const results: RuleResult[] = new Array(rules.length)
+    let allowed = true
+    let retryAfterMs = 0
+    let expiresAt = 0
+    // Decide every rule into `pending` first; nothing is written unless every rule allows.
+    for (let i = 0; i < rules.length; i++) {
+      const o = i * 3
+      const e = state
+        ? evaluate(
+            rules[i] as ResolvedRule,
+            state[o] as number,
+            state[o + 1] as number,
+            state[o + 2] as number,
+            now,
+            cost,
+            scratch,
+          )
+        : evaluate(rules[i] as ResolvedRule, 0, 0, 0, now, cost, scratch)
+      results[i] = { allowed: e.allowed, remaining: e.remaining, resetMs: e.resetMs }
+      pending[o] = e.next0
+      pending[o + 1] = e.next1
+      pending[o + 2] = e.next2
+      if (e.expiresAt > expiresAt) expiresAt = e.expiresAt
+      if (!e.allowed) {
+        allowed = false
+        if (e.resetMs > retryAfterMs) retryAfterMs = e.resetMs
+      }
+    }
+    if (charge) {
+      if (allowed && cost > 0) {
+        const next = state ?? new Array<number>(width)
+        for (let j = 0; j < width; j++) next[j] = pending[j] as number
+        if (entry === undefined) {
+          this.#entries.delete(key)
+          this.#entries.set(key, { state: next, expiresAt })
+          if (this.#entries.size > this.#maxKeys) evictOverflow(this.#entries, this.#maxKeys)
+        } else {
+          entry.expiresAt = expiresAt
+          touch(this.#entries, key, entry)
+        }
+      } else if (entry !== undefined) {
+        // A client being denied is active: keep it from being evicted (and its limit forgotten).
+        touch(this.#entries, key, entry)
+      }
+    }
+    return { allowed, retryAfterMs: allowed ? 0 : retryAfterMs, rules: results }
+  }
+}
