@@ -53,6 +53,7 @@ export function publish(channel: diagnostics.Channel, message: unknown): void {
   try {
     channel.publish(message)
   } catch {
-    // A subscriber's bug must never fail a request.
+    // Node reports a throwing subscriber itself (as an uncaught exception on the next tick); this only guards
+    // against publish() throwing into the request path.
   }
 }

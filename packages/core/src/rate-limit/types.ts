@@ -22,7 +22,8 @@ export interface ResolvedRule {
 export interface RuleResult {
   /** False when this rule would be exceeded by the request. */
   readonly allowed: boolean
-  /** Units left after this decision (0 when denied). */
+  /** Units left after this decision. When the decision is denied nothing is charged, so every rule reports
+   * its current state: a violated rule the units it has (fewer than the cost), the others theirs. */
   readonly remaining: number
   /** Denied: ms until the request's cost fits. Allowed: ms until the quota is fully available again. */
   readonly resetMs: number
@@ -34,7 +35,8 @@ export interface RateLimitResult {
   readonly allowed: boolean
   /** When denied, ms until the request could succeed (the largest of the violated rules). 0 when allowed. */
   readonly retryAfterMs: number
-  /** One result per rule, in the order the rules were given. */
+  /** One result per rule, in the order the rules were given. A denied decision charges no rule, and rules
+   * that would have allowed report their uncharged state (`remaining`/`resetMs` as for a cost of 0). */
   readonly rules: readonly RuleResult[]
 }
 

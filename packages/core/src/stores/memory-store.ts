@@ -105,6 +105,25 @@ export class MemoryStore implements RateLimitStore {
         if (e.resetMs > retryAfterMs) retryAfterMs = e.resetMs
       }
     }
+    if (!allowed) {
+      // Nothing is charged, so the rules that would have allowed report their state as it stays.
+      for (let i = 0; i < rules.length; i++) {
+        if (!(results[i] as RuleResult).allowed) continue
+        const o = i * 3
+        const e = state
+          ? evaluate(
+              rules[i] as ResolvedRule,
+              state[o] as number,
+              state[o + 1] as number,
+              state[o + 2] as number,
+              now,
+              0,
+              scratch,
+            )
+          : evaluate(rules[i] as ResolvedRule, 0, 0, 0, now, 0, scratch)
+        results[i] = { allowed: true, remaining: e.remaining, resetMs: e.resetMs }
+      }
+    }
     if (charge) {
       if (allowed && cost > 0) {
         const next = state ?? new Array<number>(width)

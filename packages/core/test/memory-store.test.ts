@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest'
+import { isInvalidOptionError, MemoryStore, type ResolvedRule } from '../src/index.js'
+import { manualClock } from './helpers.js'
+
+const rules: ResolvedRule[] = [{ name: 'r', algorithm: 'gcra', limit: 2, windowMs: 1_000, burst: 2 }]
+
+describe('MemoryStore', () => {
+  it('never holds more than maxKeys keys, evicting the least recently used', () => {
+    const store = new MemoryStore({ maxKeys: 3, now: manualClock().now })
+    for (const key of ['a', 'b', 'c']) store.consume(key, rules, 1)
+    store.consume('a', rules, 1) // a is now the most recent
+    store.consume('d', rules, 1)
+    expect(store.size).toBe(3)
+    expect(store.peek('b', rules, 1).rules[0]?.remaining).toBe(1) // b was evicted: fresh
+    expect(store.peek('a', rules, 1).allowed).toBe(false) // a kept its state
+  })
+
+  it('keeps a key that keeps getting denied from being evicted', () => {
+    const store = new MemoryStore({ maxKeys: 2, now: manualClock().now })
+    store.consume('attacker', rules, 2)
+    store.consume('x', rules, 1)
+    expect(store.consume('attacker', rules, 1).allowed).toBe(false)
+    store.consume('y', rules, 1) // evicts x, the least recently used
+    expect(store.consume('attacker', rules, 1).allowed).toBe(false)
+  })
+
+  it('expires state lazily without timers', () => {
+    const clock = manualClock()
+    const store = new MemoryStore({ now: clock.now })
+    store.consume('k', rules, 2)
+    clock.advance(1_000)
+    expect(store.consume('k', rules, 2).allowed).toBe(true)
+  })
+
+  it('reset forgets a key and shutdown forgets all', () => {
+    const store = new MemoryStore({ now: manualClock().now })
+    store.consume('k', rules, 2)
+    store.reset('k')
+    expect(store.consume('k', rules, 2).allowed).toBe(true)
+    store.shutdown()
+    expect(store.size).toBe(0)
+  })
+
+  it('rejects invalid options naming the option and the value', () => {
+    expect(() => new MemoryStore({ maxKeys: 0 })).toThrow(/"maxKeys".*got 0/)
+    expect(() => new MemoryStore({ maxKeys: 1.5 })).toThrow(/"maxKeys"/)
+    try {
+      new MemoryStore({ now: 5 as never })
+    } catch (error) {
+      expect(isInvalidOptionError(error)).toBe(true)
+    }
+  })
+})
