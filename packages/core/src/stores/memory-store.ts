@@ -1,9 +1,8 @@
-// The default in-process store: bounded by an LRU cap, expired lazily on access (no per-key timers),
+// The default in-process store: bounded by an (approximate) LRU cap, expired lazily on access (no per-key timers),
 // timed by a monotonic clock.
 
 import { InvalidOptionError } from '../errors.js'
 import { type Clock, monotonicNow } from '../internal/clock.js'
-import { evictOverflow, touch } from '../internal/lru.js'
 import { positiveInteger } from '../internal/validate.js'
 import { type Evaluation, evaluate } from '../rate-limit/algorithms.js'
 import type { RateLimitResult, RateLimitStore, ResolvedRule, RuleResult } from '../rate-limit/types.js'
@@ -21,6 +20,8 @@ interface Entry {
   state: number[]
   /** Clock value after which every rule is back to empty. */
   expiresAt: number
+  /** Used since it was last passed over for eviction (second-chance LRU). */
+  used: boolean
 }
 
 /** Reused across calls: store calls are synchronous and never re-entered. */
@@ -28,7 +29,8 @@ const pending: number[] = []
 const scratch: Evaluation = { allowed: false, remaining: 0, resetMs: 0, next0: 0, next1: 0, next2: 0, expiresAt: 0 }
 
 /**
- * In-process rate-limit store. Bounded: at most `maxKeys` keys, least recently used evicted first; expired
+ * In-process rate-limit store. Bounded: at most `maxKeys` keys, least recently used evicted first (second-chance
+ * approximation); expired
  * state is dropped lazily when touched or evicted, with no timers. Each process has its own counts — use
  * `@breakwater/redis` when several processes must share limits.
  *
@@ -69,6 +71,22 @@ export class MemoryStore implements RateLimitStore {
 
   shutdown(): void {
     this.#entries.clear()
+  }
+
+  /**
+   * Second-chance eviction: walk from the oldest insertion; expired entries go, entries used since the last
+   * pass move to the back once, and the first unused one is evicted. Approximates LRU without reordering the
+   * map on every hit (a hit only sets a flag).
+   */
+  #evict(now: number): void {
+    for (const [key, entry] of this.#entries) {
+      if (this.#entries.size <= this.#maxKeys) return
+      this.#entries.delete(key)
+      if (entry.used && now < entry.expiresAt) {
+        entry.used = false
+        this.#entries.set(key, entry)
+      }
+    }
   }
 
   #decide(key: string, rules: readonly ResolvedRule[], cost: number, charge: boolean): RateLimitResult {
@@ -130,15 +148,15 @@ export class MemoryStore implements RateLimitStore {
         for (let j = 0; j < width; j++) next[j] = pending[j] as number
         if (entry === undefined) {
           this.#entries.delete(key)
-          this.#entries.set(key, { state: next, expiresAt })
-          if (this.#entries.size > this.#maxKeys) evictOverflow(this.#entries, this.#maxKeys)
+          this.#entries.set(key, { state: next, expiresAt, used: false })
+          if (this.#entries.size > this.#maxKeys) this.#evict(now)
         } else {
           entry.expiresAt = expiresAt
-          touch(this.#entries, key, entry)
+          entry.used = true
         }
       } else if (entry !== undefined) {
         // A client being denied is active: keep it from being evicted (and its limit forgotten).
-        touch(this.#entries, key, entry)
+        entry.used = true
       }
     }
     return { allowed, retryAfterMs: allowed ? 0 : retryAfterMs, rules: results }
