@@ -13,6 +13,14 @@ export const ErrorCode = {
   StoreUnavailable: 'BW_STORE_UNAVAILABLE',
   /** A store call did not answer within its timeout. */
   StoreTimeout: 'BW_STORE_TIMEOUT',
+  /** A request reached its deadline before the handler answered (HTTP 503). */
+  Timeout: 'BW_TIMEOUT',
+  /** Too little of a request's budget was left for an upstream call, or that call outlived it (HTTP 504). */
+  DeadlineExceeded: 'BW_DEADLINE_EXCEEDED',
+  /** The client closed the connection before the response was complete. */
+  ClientGone: 'BW_CLIENT_GONE',
+  /** The process is shutting down and in-flight work was cancelled (HTTP 503). */
+  Shutdown: 'BW_SHUTDOWN',
 } as const
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
@@ -73,6 +81,68 @@ export function isStoreError(value: unknown): value is StoreError {
   return (
     isBreakwaterError(value) && (value.code === ErrorCode.StoreUnavailable || value.code === ErrorCode.StoreTimeout)
   )
+}
+
+/** Why a request's signal was aborted: its deadline, the client going away, or process shutdown. */
+export type AbortKind = 'timeout' | 'client-gone' | 'shutdown'
+
+const ABORT_CODES: Record<AbortKind, ErrorCode> = {
+  timeout: ErrorCode.Timeout,
+  'client-gone': ErrorCode.ClientGone,
+  shutdown: ErrorCode.Shutdown,
+}
+
+/**
+ * The `reason` of an aborted request signal. `kind` says why. Its `name` is `"TimeoutError"` for a deadline
+ * and `"AbortError"` otherwise, as the platform's own `AbortSignal.timeout()` / `abort()` reasons, so code that
+ * already tests `error.name` keeps working; prefer {@link isRequestAbortedError}.
+ *
+ * @example
+ * try { await fetch(url, { signal: req.breakwater.signal }) }
+ * catch (err) { if (isRequestAbortedError(err) && err.kind === 'client-gone') return }
+ */
+export class RequestAbortedError extends BreakwaterError {
+  readonly kind: AbortKind
+  constructor(kind: AbortKind, message: string) {
+    super(ABORT_CODES[kind], message, { status: kind === 'client-gone' ? undefined : 503 })
+    this.name = kind === 'timeout' ? 'TimeoutError' : 'AbortError'
+    this.kind = kind
+  }
+}
+
+/** True when `value` is a {@link RequestAbortedError} (deadline, client gone or shutdown). */
+export function isRequestAbortedError(value: unknown): value is RequestAbortedError {
+  if (!isBreakwaterError(value)) return false
+  const code = value.code
+  return code === ErrorCode.Timeout || code === ErrorCode.ClientGone || code === ErrorCode.Shutdown
+}
+
+/**
+ * Raised when too little of a request's budget is left for an upstream call (`requireBudget`), and the reason of
+ * a `timeoutSignal(ms)` that expired before the request's own deadline. A handler failing with it is answered
+ * 504 by the timeout middleware. `statusCode` is set too, so frameworks' default error handlers also answer 504.
+ * Its `name` is `"TimeoutError"` like `AbortSignal.timeout()`'s reason; prefer {@link isDeadlineExceededError}.
+ *
+ * @example
+ * if (req.breakwater.remainingMs() < 50) throw new DeadlineExceededError('no budget left for the pricing call')
+ */
+export class DeadlineExceededError extends BreakwaterError {
+  /** Milliseconds the caller asked for (0 when unknown). */
+  readonly neededMs: number
+  /** Milliseconds of the request's budget that were left. */
+  readonly remainingMs: number
+  readonly statusCode = 504
+  constructor(message: string, neededMs = 0, remainingMs = 0) {
+    super(ErrorCode.DeadlineExceeded, message, { status: 504 })
+    this.name = 'TimeoutError'
+    this.neededMs = neededMs
+    this.remainingMs = remainingMs
+  }
+}
+
+/** True when `value` is a {@link DeadlineExceededError}, whichever copy of the package created it. */
+export function isDeadlineExceededError(value: unknown): value is DeadlineExceededError {
+  return isBreakwaterError(value) && value.code === ErrorCode.DeadlineExceeded
 }
 
 function describe(value: unknown): string {

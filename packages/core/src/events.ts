@@ -12,6 +12,10 @@ export const channels = {
   storeError: diagnostics.channel('breakwater:store:error'),
   /** A one-time configuration warning: {@link WarningEvent}. */
   warning: diagnostics.channel('breakwater:warning'),
+  /** One message per request under a timeout policy, when its outcome is known: {@link TimeoutDecisionEvent}. */
+  timeoutDecision: diagnostics.channel('breakwater:timeout:decision'),
+  /** A handler wrote after its request had been answered at the deadline (once per request): {@link TimeoutLateWriteEvent}. */
+  timeoutLateWrite: diagnostics.channel('breakwater:timeout:late-write'),
 } as const
 
 /** Payload of `breakwater:rate-limit:decision`. */
@@ -46,6 +50,35 @@ export interface StoreErrorEvent {
 export interface WarningEvent {
   code: string
   message: string
+}
+
+/** Payload of `breakwater:timeout:decision`. */
+export interface TimeoutDecisionEvent {
+  /** The timeout policy's `id`. */
+  policy: string
+  /**
+   * `completed`: answered within the deadline. `timed_out`: the deadline hit first (503). `deadline_exceeded`:
+   * the handler failed with a DeadlineExceededError (504). `client_gone`: the client closed the connection.
+   * `shutdown`: cancelled by process shutdown.
+   */
+  outcome: 'completed' | 'timed_out' | 'deadline_exceeded' | 'client_gone' | 'shutdown'
+  /** The budget the request was given, in seconds (the route's timeout, or less from a trusted deadline header). */
+  timeoutSeconds: number
+  /** Seconds from the start of the request to this outcome. */
+  durationSeconds: number
+  request: RequestView | undefined
+}
+
+/** Payload of `breakwater:timeout:late-write`. */
+export interface TimeoutLateWriteEvent {
+  /** The timeout policy's `id`. */
+  policy: string
+  outcome: 'late_write'
+  /** The response method the handler called late: `write`, `end`, `setHeader`, `writeHead`, … */
+  operation: string
+  /** Seconds between the deadline and the late write. */
+  lateSeconds: number
+  request: RequestView | undefined
 }
 
 /** Publish without letting a throwing subscriber reach the request. */

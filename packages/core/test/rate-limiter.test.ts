@@ -29,14 +29,16 @@ const header = (decision: Decision, name: string): string | undefined =>
 
 /** A remote-like store that answers later, fails, or never answers. */
 class ScriptedStore implements RateLimitStore {
-  mode: 'ok' | 'fail' | 'hang' = 'ok'
+  mode: 'ok' | 'fail' | 'hang' | 'slow' = 'ok'
   calls = 0
   readonly inner = new MemoryStore()
   consume(key: string, rules: readonly ResolvedRule[], cost: number): Promise<RateLimitResult> {
     this.calls++
     if (this.mode === 'fail') return Promise.reject(new Error('connection refused'))
     if (this.mode === 'hang') return new Promise(() => {})
-    return Promise.resolve(this.inner.consume(key, rules, cost))
+    const result = this.inner.consume(key, rules, cost)
+    if (this.mode === 'slow') return new Promise((resolve) => setTimeout(() => resolve(result), 150))
+    return Promise.resolve(result)
   }
   peek(key: string, rules: readonly ResolvedRule[], cost: number): Promise<RateLimitResult> {
     return Promise.resolve(this.inner.peek(key, rules, cost))
@@ -298,6 +300,39 @@ describe('store failures', () => {
     await limiter.check(view())
     expect(store.calls).toBe(callsAfterFirst + 1)
     expect(header(await limiter.check(view()), 'RateLimit')).toMatch(/r=98/)
+  })
+
+  it('answers from the denial cache only for requests costing at least as much as the denied one', async () => {
+    const store = new ScriptedStore()
+    const limiter = createRateLimiter({
+      limit: 5,
+      windowMs: '1h',
+      store,
+      cost: (req) => Number(req.header('x-cost') ?? '1'),
+    })
+    const costing = (n: number) => view('192.0.2.1', { 'x-cost': String(n) })
+    expect((await limiter.check(costing(3))).action).toBe('continue')
+    expect((await limiter.check(costing(3))).action).toBe('reject')
+    const calls = store.calls
+    expect((await limiter.check(costing(4))).action).toBe('reject')
+    expect(store.calls).toBe(calls)
+    expect((await limiter.check(costing(2))).action).toBe('continue')
+    expect(store.calls).toBe(calls + 1)
+  })
+
+  it('keeps skipping a store that answers, but slower than the timeout', async () => {
+    const store = new ScriptedStore()
+    store.mode = 'slow'
+    const limiter = createRateLimiter({ limit: 100, windowMs: '1m', store, storeTimeoutMs: 50 })
+    await limiter.check(view())
+    expect(store.calls).toBe(1)
+    for (let i = 0; i < 4; i++) {
+      await new Promise((r) => setTimeout(r, 120)) // the late replies arrive meanwhile
+      const started = performance.now()
+      expect((await limiter.check(view())).action).toBe('continue')
+      expect(performance.now() - started).toBeLessThan(30)
+    }
+    expect(store.calls).toBe(1)
   })
 
   it('remembers denied keys locally so a blocked client does not cost a store call', async () => {

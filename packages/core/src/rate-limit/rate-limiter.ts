@@ -177,7 +177,10 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
   users.add(id)
 
   /** Keys denied recently by the remote store: key → monotonic time until which they stay denied. */
-  const denied = new Map<string, { until: number; rules: readonly ResolvedRule[]; result: RateLimitResult }>()
+  const denied = new Map<
+    string,
+    { until: number; units: number; rules: readonly ResolvedRule[]; result: RateLimitResult }
+  >()
 
   const keyOf = (request: RequestView): MaybePromise<string> => {
     if (keyOption) {
@@ -266,10 +269,11 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
       const hit = denied.get(key)
       if (hit !== undefined) {
         const now = monotonicNow()
-        if (now < hit.until && hit.rules === resolved) {
+        // Only a request costing at least as much as the denied one is sure to be denied too.
+        if (now < hit.until && hit.rules === resolved && units >= hit.units) {
           return toDecision(request, clientKey, resolved, agedResult(hit.result, hit.until - now), 0)
         }
-        denied.delete(key)
+        if (now >= hit.until) denied.delete(key)
       }
     }
     const finish = (result: RateLimitResult | undefined): Decision => {
@@ -279,7 +283,7 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
       }
       if (!result.allowed && denyCacheEnabled && result.retryAfterMs > 0) {
         denied.delete(key)
-        denied.set(key, { until: monotonicNow() + result.retryAfterMs, rules: resolved, result })
+        denied.set(key, { until: monotonicNow() + result.retryAfterMs, units, rules: resolved, result })
         if (denied.size > DENY_CACHE_MAX) evictOverflow(denied, DENY_CACHE_MAX)
       }
       return toDecision(request, clientKey, resolved, result, started)

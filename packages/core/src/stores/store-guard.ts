@@ -46,7 +46,11 @@ export class StoreGuard {
       return result
     }
     return new Promise<T>((resolve, reject) => {
+      // A reply that arrives after the timeout says nothing about health: a store slower than the timeout
+      // must stay skipped, or every request would wait the full timeout again.
+      let timedOut = false
       const timer = setTimeout(() => {
+        timedOut = true
         this.#failed()
         reject(
           new StoreError(ErrorCode.StoreTimeout, operation, `store ${operation} timed out after ${this.#timeoutMs} ms`),
@@ -55,11 +59,13 @@ export class StoreGuard {
       timer.unref()
       result.then(
         (value) => {
+          if (timedOut) return
           clearTimeout(timer)
           this.#recovered()
           resolve(value)
         },
         (error: unknown) => {
+          if (timedOut) return
           clearTimeout(timer)
           this.#failed()
           reject(new StoreError(ErrorCode.StoreUnavailable, operation, `store ${operation} failed`, error))
