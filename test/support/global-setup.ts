@@ -1,16 +1,14 @@
-// Runs once before the integration suites. Redis-backed suites need a Redis: fail loudly, never skip.
+// Runs once before the integration suites: starts the run's own redis-server on a free port (never the
+// machine's 6379) and hands its URL to every test file. Redis-backed suites fail loudly, never skip.
 
-import { execFileSync } from 'node:child_process'
+import type { TestProject } from 'vitest/node'
+import { assertRedisInstalled, startRedis } from './redis-process.js'
 
-export default function setup(): void {
-  const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
-  const { hostname, port } = new URL(url)
-  try {
-    const out = execFileSync('redis-cli', ['-h', hostname, '-p', port || '6379', 'ping'], { encoding: 'utf8' })
-    if (!out.includes('PONG')) throw new Error(out)
-  } catch (error) {
-    throw new Error(
-      `Integration tests need Redis at ${url} (set REDIS_URL) and redis-server/redis-cli on PATH; .ci/run installs them. ${String(error)}`,
-    )
-  }
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  assertRedisInstalled()
+  const server = await startRedis()
+  project.provide('redisUrl', server.url)
+  // Also through the environment: child processes spawned by tests inherit it.
+  process.env.BW_TEST_REDIS_URL = server.url
+  return () => server.stop()
 }

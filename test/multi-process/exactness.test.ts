@@ -1,0 +1,111 @@
+// Four processes share one Redis and race for one 100-per-window quota: exactly 100 requests get through, for
+// every algorithm, because each decision is one atomic script in Redis — not a read, then a write.
+
+import { type ChildProcess, fork } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import type { Algorithm, ResolvedRule } from '@breakwater/core'
+import { RedisStore } from '@breakwater/redis'
+import { Redis } from 'ioredis'
+import { build } from 'tsup'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { testRedisUrl, untilReady } from '../support/redis-server.js'
+import type { WorkerReport } from './exactness-worker.js'
+
+const PROCESSES = 4
+const ATTEMPTS_PER_PROCESS = 150
+const CONCURRENCY_PER_PROCESS = 15
+const LIMIT = 100
+const HOUR = 3_600_000
+const here = (path: string): string => fileURLToPath(new URL(path, import.meta.url))
+const source = (name: string): string => fileURLToPath(new URL(`../../packages/${name}/src/index.ts`, import.meta.url))
+/** Inside the repository, so the bundle's `import 'ioredis'` resolves through test/node_modules. */
+const OUT_DIR = here('./dist')
+const prefix = `bw-exactness-${randomUUID().slice(0, 8)}:`
+
+let admin: Redis
+
+beforeAll(async () => {
+  // Bundle the worker with the current sources of core and redis (not their dist, which may be stale).
+  await build({
+    entry: { 'exactness-worker': here('./exactness-worker.ts') },
+    format: ['esm'],
+    outDir: OUT_DIR,
+    platform: 'node',
+    target: 'node20',
+    config: false,
+    silent: true,
+    dts: false,
+    sourcemap: false,
+    external: ['ioredis'],
+    noExternal: [/^@breakwater\//],
+    esbuildOptions(options) {
+      options.alias = { '@breakwater/core': source('core'), '@breakwater/redis': source('redis') }
+    },
+  })
+  admin = new Redis(testRedisUrl())
+  await untilReady(admin)
+})
+
+afterAll(() => {
+  admin?.disconnect()
+})
+
+function rule(algorithm: Algorithm, limit: number, name: string): ResolvedRule {
+  return Object.freeze({ name, algorithm, limit, windowMs: HOUR, burst: limit })
+}
+
+/** Run the workers against `key` and return their reports. */
+async function race(key: string, rules: readonly ResolvedRule[]): Promise<WorkerReport[]> {
+  const job = JSON.stringify({
+    url: testRedisUrl(),
+    prefix,
+    key,
+    rules,
+    attempts: ATTEMPTS_PER_PROCESS,
+    concurrency: CONCURRENCY_PER_PROCESS,
+  })
+  const workers: ChildProcess[] = Array.from({ length: PROCESSES }, () =>
+    fork(`${OUT_DIR}/exactness-worker.js`, [job], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+  )
+  try {
+    const reports = workers.map(
+      (worker) =>
+        new Promise<WorkerReport>((resolve, reject) => {
+          worker.on('message', (message) => {
+            if (message !== 'ready') resolve(message as WorkerReport)
+          })
+          worker.once('exit', (code) => reject(new Error(`worker exited with ${code} before reporting`)))
+        }),
+    )
+    await Promise.all(workers.map((worker) => once(worker, 'message')))
+    for (const worker of workers) worker.send('go')
+    return await Promise.all(reports)
+  } finally {
+    for (const worker of workers) if (worker.exitCode === null) worker.kill()
+  }
+}
+
+describe(`${PROCESSES} processes × ${ATTEMPTS_PER_PROCESS} requests against one ${LIMIT}-per-hour quota`, () => {
+  it.each<Algorithm>(['gcra', 'fixed-window', 'sliding-window'])('%s admits exactly 100', async (algorithm) => {
+    const key = `race-${algorithm}`
+    const rules = [rule(algorithm, LIMIT, 'default')]
+    const reports = await race(key, rules)
+    expect(reports.flatMap((r) => r.errors)).toEqual([])
+    expect(reports.reduce((sum, r) => sum + r.admitted, 0)).toBe(LIMIT)
+    expect(reports.reduce((sum, r) => sum + r.denied, 0)).toBe(PROCESSES * ATTEMPTS_PER_PROCESS - LIMIT)
+    const state = await new RedisStore({ client: admin, prefix }).consume(key, rules, 0)
+    expect(state.rules[0]!.remaining).toBe(0)
+  })
+
+  it('with two rules, the wider one is charged exactly for the 100 admitted requests', async () => {
+    const key = 'race-two-rules'
+    const rules = [rule('sliding-window', 1_000, 'wide'), rule('gcra', LIMIT, 'narrow')]
+    const reports = await race(key, rules)
+    expect(reports.flatMap((r) => r.errors)).toEqual([])
+    expect(reports.reduce((sum, r) => sum + r.admitted, 0)).toBe(LIMIT)
+    const state = await new RedisStore({ client: admin, prefix }).consume(key, rules, 0)
+    expect(state.rules.map((r) => r.remaining)).toEqual([1_000 - LIMIT, 0])
+  })
+})
