@@ -1,2 +1,76 @@
-// Placeholder until the example app lands.
-console.log('example pending')
+// The Breakwater example app for Koa: the routes of the example contract (ARCHITECTURE.md), each showing one
+// policy. Start it with `pnpm --dir examples/koa start` after `pnpm build` at the root.
+
+import { subscribe } from 'node:diagnostics_channel'
+import { MemoryStore, rateLimit } from '@breakwater/koa'
+import { RedisStore } from '@breakwater/redis'
+import Router from '@koa/router'
+import { Redis } from 'ioredis'
+import Koa from 'koa'
+
+const port = Number(process.env.PORT ?? 3000)
+
+// REDIS_URL set: limits shared by every instance, in Redis. The recommended client settings make a dead Redis
+// fail fast (then the limiter's onStoreError policy applies) instead of queueing requests behind it.
+const redis = process.env.REDIS_URL
+  ? new Redis(process.env.REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
+  : undefined
+if (redis) {
+  await redis.connect().catch((/** @type {Error} */ error) => {
+    console.error(`cannot connect to REDIS_URL: ${error.message}`)
+    process.exit(1)
+  })
+}
+const store = redis ? new RedisStore({ client: redis }) : new MemoryStore()
+
+/** What the handlers really did, for black-box checks. */
+const stats = { limitedExecuted: 0, limitedRejected: 0 }
+// Rejected requests never reach a handler: count them from the limiter's decision events.
+subscribe('breakwater:rate-limit:decision', (message) => {
+  const event = /** @type {import('@breakwater/koa').RateLimitDecisionEvent} */ (message)
+  if (event.policy === 'limited' && event.outcome === 'limited') stats.limitedRejected++
+})
+
+const app = new Koa()
+// TRUST_PROXY: unset, "" or "false" trusts no proxy headers; "true" trusts X-Forwarded-For (only behind a
+// proxy that overwrites it); a number N also sets `maxIpsCount`, reading at most the last N addresses.
+const trust = process.env.TRUST_PROXY ?? ''
+if (trust !== '' && trust !== 'false') {
+  if (trust !== 'true' && !/^\d+$/.test(trust)) {
+    console.error(`TRUST_PROXY for Koa is "true" or a number of hops, got ${JSON.stringify(trust)}`)
+    process.exit(1)
+  }
+  app.proxy = true
+  if (trust !== 'true') app.maxIpsCount = Number(trust)
+}
+
+const router = new Router()
+
+router.get('/', (ctx) => {
+  ctx.body = 'ok'
+})
+
+// 5 requests per 10 s per client, then 429 with RateLimit, RateLimit-Policy and Retry-After.
+router.get('/api/limited', rateLimit({ id: 'limited', limit: 5, windowMs: '10s', store }), (ctx) => {
+  stats.limitedExecuted++
+  ctx.body = { ok: true }
+})
+
+router.get('/debug/stats', (ctx) => {
+  ctx.body = stats
+})
+
+app.use(router.routes()).use(router.allowedMethods())
+
+const server = app.listen(port, '127.0.0.1', () => {
+  console.log(`listening on http://127.0.0.1:${port} (store: ${redis ? 'redis' : 'memory'})`)
+})
+
+for (const signal of /** @type {const} */ (['SIGTERM', 'SIGINT'])) {
+  process.once(signal, () => {
+    server.close(() => {
+      void redis?.quit()
+    })
+    server.closeIdleConnections()
+  })
+}

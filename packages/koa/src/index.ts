@@ -1,2 +1,51 @@
-// Placeholder until the package lands.
-export {}
+// Public entry of @breakwater/koa: the Koa middleware, plus the core names a user needs so that one import
+// suffices.
+
+// Timeouts and cancellation: the per-request lifecycle, its typed errors and the shutdown switch.
+export {
+  type AbortKind,
+  BreakwaterError,
+  channels,
+  createRateLimiter,
+  createTimeout,
+  DEFAULT_DEADLINE_HEADER,
+  DeadlineExceededError,
+  type Decision,
+  type Duration,
+  ErrorCode,
+  type HeaderFormat,
+  type HeaderList,
+  InvalidOptionError,
+  isBreakwaterError,
+  isDeadlineExceededError,
+  isInvalidOptionError,
+  isRequestAbortedError,
+  isShuttingDown,
+  isStoreError,
+  MemoryStore,
+  type MemoryStoreOptions,
+  onShutdown,
+  PROBLEM_CONTENT_TYPE,
+  type ProblemDetails,
+  ProblemType,
+  type RateLimitDecisionEvent,
+  type RateLimiter,
+  type RateLimitOptions,
+  type RateLimitResult,
+  type RateLimitRule,
+  type RateLimitStore,
+  RequestAbortedError,
+  RequestContext,
+  type RequestView,
+  StoreError,
+  type StoreErrorEvent,
+  type StoreFailurePolicy,
+  type Timeout,
+  type TimeoutDecisionEvent,
+  type TimeoutLateWriteEvent,
+  type TimeoutOptions,
+  triggerShutdown,
+  type WarningEvent,
+  type WarningLogger,
+} from '@breakwater/core'
+export { type RateLimitMiddleware, rateLimit } from './rate-limit.js'

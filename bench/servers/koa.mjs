@@ -1,0 +1,56 @@
+// Koa hello-world server for one benchmark variant: `node servers/koa.mjs <variant>`.
+
+import Koa from 'koa'
+import {
+  breakwater,
+  connectRedis,
+  exitOnSignal,
+  LIMIT,
+  PAYLOAD,
+  ready,
+  unknownVariant,
+  variantName,
+  WINDOW_MS,
+} from './common.mjs'
+
+/** Each variant returns the middleware to mount (or nothing) and the Redis client it opened, if any. */
+const VARIANTS = {
+  bare: async () => ({}),
+
+  'breakwater-memory': async () => {
+    const rateLimit = await breakwater('@breakwater/koa', 'rateLimit')
+    return { middleware: rateLimit({ limit: LIMIT, windowMs: WINDOW_MS }) }
+  },
+
+  'breakwater-redis': async () => {
+    const rateLimit = await breakwater('@breakwater/koa', 'rateLimit')
+    const RedisStore = await breakwater('@breakwater/redis', 'RedisStore')
+    const client = await connectRedis()
+    return { client, middleware: rateLimit({ limit: LIMIT, windowMs: WINDOW_MS, store: new RedisStore({ client }) }) }
+  },
+
+  'koa-ratelimit-memory': async () => {
+    const { default: ratelimit } = await import('koa-ratelimit')
+    return { middleware: ratelimit({ driver: 'memory', db: new Map(), max: LIMIT, duration: WINDOW_MS }) }
+  },
+
+  'koa-ratelimit-redis': async () => {
+    const { default: ratelimit } = await import('koa-ratelimit')
+    const client = await connectRedis()
+    return { client, middleware: ratelimit({ driver: 'redis', db: client, max: LIMIT, duration: WINDOW_MS }) }
+  },
+}
+
+const name = variantName()
+const setup = VARIANTS[name] ?? unknownVariant('koa', name, Object.keys(VARIANTS))
+const { middleware, client } = await setup()
+
+const app = new Koa()
+app.silent = true
+if (middleware) app.use(middleware)
+app.use((ctx) => {
+  ctx.body = PAYLOAD
+})
+
+const server = app.listen(0, '127.0.0.1', () => ready(server.address().port))
+exitOnSignal(() => client?.disconnect())

@@ -1,0 +1,79 @@
+// What the benchmark runs: per framework, the bare server, Breakwater on each store, and the peers on each store.
+// The driver (run.mjs) reads this list; each server file (servers/<framework>.mjs) implements the same names.
+
+/**
+ * @typedef {object} Variant
+ * @property {string} name      passed to the server process
+ * @property {'none' | 'memory' | 'redis'} store
+ * @property {'none' | 'breakwater' | 'peer'} kind
+ * @property {string} label     library shown in the table
+ * @property {number} [reference] ratio vs bare published for this peer (REFERENCE.md "Rate limiting" peers, one run)
+ */
+
+/** @type {Record<'express' | 'fastify' | 'koa', Variant[]>} */
+export const VARIANTS = {
+  express: [
+    { name: 'bare', store: 'none', kind: 'none', label: 'express (no limiter)' },
+    { name: 'breakwater-memory', store: 'memory', kind: 'breakwater', label: '@breakwater/express' },
+    { name: 'breakwater-redis', store: 'redis', kind: 'breakwater', label: '@breakwater/express + RedisStore' },
+    { name: 'express-rate-limit-memory', store: 'memory', kind: 'peer', label: 'express-rate-limit', reference: 0.89 },
+    {
+      name: 'express-rate-limit-redis',
+      store: 'redis',
+      kind: 'peer',
+      label: 'express-rate-limit + rate-limit-redis',
+      reference: 0.77,
+    },
+    { name: 'rate-limiter-flexible-memory', store: 'memory', kind: 'peer', label: 'rate-limiter-flexible (Memory)' },
+    {
+      name: 'rate-limiter-flexible-redis',
+      store: 'redis',
+      kind: 'peer',
+      label: 'rate-limiter-flexible (Redis)',
+      reference: 0.92,
+    },
+  ],
+  fastify: [
+    { name: 'bare', store: 'none', kind: 'none', label: 'fastify (no limiter)' },
+    { name: 'breakwater-memory', store: 'memory', kind: 'breakwater', label: '@breakwater/fastify' },
+    { name: 'breakwater-redis', store: 'redis', kind: 'breakwater', label: '@breakwater/fastify + RedisStore' },
+    { name: 'fastify-rate-limit-memory', store: 'memory', kind: 'peer', label: '@fastify/rate-limit', reference: 0.76 },
+    {
+      name: 'fastify-rate-limit-redis',
+      store: 'redis',
+      kind: 'peer',
+      label: '@fastify/rate-limit (redis)',
+      reference: 0.43,
+    },
+  ],
+  koa: [
+    { name: 'bare', store: 'none', kind: 'none', label: 'koa (no limiter)' },
+    { name: 'breakwater-memory', store: 'memory', kind: 'breakwater', label: '@breakwater/koa' },
+    { name: 'breakwater-redis', store: 'redis', kind: 'breakwater', label: '@breakwater/koa + RedisStore' },
+    { name: 'koa-ratelimit-memory', store: 'memory', kind: 'peer', label: 'koa-ratelimit (memory)', reference: 0.85 },
+    { name: 'koa-ratelimit-redis', store: 'redis', kind: 'peer', label: 'koa-ratelimit (redis)', reference: 0.7 },
+  ],
+}
+
+export const FRAMEWORKS = Object.keys(VARIANTS)
+
+/**
+ * The published target of a Breakwater row, given the ratios measured in this run for its framework.
+ * Fastify has absolute targets; Express and Koa must match the best peer on the same store.
+ *
+ * @returns {{ min: number, text: string, peer?: string } | undefined}
+ */
+export function targetOf(framework, variant, ratios) {
+  if (variant.kind !== 'breakwater') return undefined
+  if (framework === 'fastify') {
+    return variant.store === 'memory' ? { min: 0.95, text: '≥ 0.95' } : { min: 0.8, text: '≥ 0.80' }
+  }
+  let best
+  for (const peer of VARIANTS[framework]) {
+    if (peer.kind !== 'peer' || peer.store !== variant.store) continue
+    const ratio = ratios.get(peer.name)
+    if (ratio !== undefined && (best === undefined || ratio > best.ratio)) best = { ratio, label: peer.label }
+  }
+  if (best === undefined) return { min: Number.NaN, text: 'best peer (not measured)' }
+  return { min: best.ratio, text: `≥ ${best.ratio.toFixed(2)} (${best.label})`, peer: best.label }
+}

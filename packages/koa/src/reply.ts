@@ -1,0 +1,36 @@
+// Turns a policy's decision into a Koa response: headers appended for `continue`, the problem+json reply for
+// `reject`, set on `ctx` like any Koa middleware's answer so upstream middleware and loggers see them.
+
+import type { HeaderList, RejectDecision } from '@breakwater/core'
+import type { Context } from 'koa'
+
+/**
+ * Append `headers` to the response. A field that is already set is extended with `, ` (several limiters add
+ * items to the same `RateLimit` / `RateLimit-Policy` lists), never overwritten.
+ *
+ * @example
+ * appendHeaders(ctx, [['RateLimit', '"default";r=9;t=6']])
+ */
+export function appendHeaders(ctx: Context, headers: HeaderList): void {
+  for (const [name, value] of headers) appendHeader(ctx, name, value)
+}
+
+/**
+ * Answer with a rejection: its status, its headers (appended to any set earlier), its problem+json body.
+ *
+ * @example
+ * if (decision.action === 'reject') return sendRejection(ctx, decision)
+ */
+export function sendRejection(ctx: Context, decision: RejectDecision): void {
+  ctx.status = decision.status
+  for (const [name, value] of decision.headers) {
+    if (name === 'Content-Type') ctx.type = value
+    else appendHeader(ctx, name, value)
+  }
+  ctx.body = JSON.stringify(decision.body)
+}
+
+function appendHeader(ctx: Context, name: string, value: string): void {
+  const previous = ctx.res.getHeader(name)
+  ctx.set(name, previous === undefined ? value : `${String(previous)}, ${value}`)
+}
