@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -90,11 +91,29 @@ async function rateLimitSection(base) {
   console.log('    sample 429:', JSON.stringify(firstLimited, null, 2).replaceAll('\n', '\n    '))
 }
 
+async function timeoutSection(base) {
+  console.log(
+    '\n  Timeouts — GET /api/slow?ms=N (the handler waits N ms on the request signal; the route allows 200 ms):',
+  )
+  for (const ms of [50, 1500]) {
+    const started = performance.now()
+    const response = await fetch(`${base}/api/slow?ms=${ms}`)
+    const elapsed = Math.round(performance.now() - started)
+    const body = await response.text()
+    console.log(`    ms=${ms}: ${response.status} after ${elapsed} ms  ${body}`)
+  }
+  const stats = await (await fetch(`${base}/debug/stats`)).json()
+  console.log(
+    `    → the 1500 ms request was cut off at its 200 ms deadline and its wait cancelled: slowStarted ${stats.slowStarted}, slowAborted ${stats.slowAborted}, slowCompleted ${stats.slowCompleted}`,
+  )
+}
+
 for (const framework of frameworks) {
   console.log(`\n=== ${framework} example on the memory store ===`)
   const app = await startExample(framework)
   try {
     await rateLimitSection(app.base)
+    await timeoutSection(app.base)
     const stats = await (await fetch(`${app.base}/debug/stats`)).json()
     console.log('\n  What the handlers really did — GET /debug/stats:', JSON.stringify(stats))
   } finally {

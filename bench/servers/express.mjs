@@ -29,6 +29,12 @@ const VARIANTS = {
     return { client, middleware: rateLimit({ limit: LIMIT, windowMs: WINDOW_MS, store: new RedisStore({ client }) }) }
   },
 
+  // A 30 s budget never fires here: this measures arming and clearing one deadline per request.
+  'breakwater-timeout': async () => {
+    const timeout = await breakwater('@breakwater/express', 'timeout')
+    return { middleware: timeout({ timeoutMs: WINDOW_MS / 2 }) }
+  },
+
   'express-rate-limit-memory': async () => {
     const { rateLimit } = await import('express-rate-limit')
     return { middleware: rateLimit({ limit: LIMIT, windowMs: WINDOW_MS }) }

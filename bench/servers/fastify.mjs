@@ -33,6 +33,12 @@ const VARIANTS = {
     }
   },
 
+  // A 30 s budget never fires here: this measures arming and clearing one deadline per request.
+  'breakwater-timeout': async () => {
+    const timeout = await breakwater('@breakwater/fastify', 'timeout')
+    return { plugin: timeout, options: { timeoutMs: WINDOW_MS / 2 } }
+  },
+
   'fastify-rate-limit-memory': async () => {
     const { default: rateLimit } = await import('@fastify/rate-limit')
     return { plugin: rateLimit, options: { max: LIMIT, timeWindow: WINDOW_MS } }

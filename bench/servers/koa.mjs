@@ -29,6 +29,12 @@ const VARIANTS = {
     return { client, middleware: rateLimit({ limit: LIMIT, windowMs: WINDOW_MS, store: new RedisStore({ client }) }) }
   },
 
+  // A 30 s budget never fires here: this measures arming and clearing one deadline per request.
+  'breakwater-timeout': async () => {
+    const timeout = await breakwater('@breakwater/koa', 'timeout')
+    return { middleware: timeout({ timeoutMs: WINDOW_MS / 2 }) }
+  },
+
   'koa-ratelimit-memory': async () => {
     const { default: ratelimit } = await import('koa-ratelimit')
     return { middleware: ratelimit({ driver: 'memory', db: new Map(), max: LIMIT, duration: WINDOW_MS }) }

@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { randomInt } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { testRedisUrl } from '../support/redis-server.js'
@@ -117,7 +118,13 @@ describe.each(FRAMEWORKS.flatMap((framework) => STORES.map((store) => [framework
       if (store === 'redis') expect((await limited(randomIPv4())).status).toBe(200) // another proxied client
 
       const stats = await fetch(`${example.url}/debug/stats`)
-      expect(await stats.json()).toEqual({ limitedExecuted: store === 'redis' ? 6 : 5, limitedRejected: 1 })
+      expect(await stats.json()).toEqual({
+        limitedExecuted: store === 'redis' ? 6 : 5,
+        limitedRejected: 1,
+        slowStarted: 0,
+        slowAborted: 0,
+        slowCompleted: 0,
+      })
 
       const exited = new Promise<number | null>((resolve) => example.child.once('exit', resolve))
       example.child.kill('SIGTERM')
@@ -125,3 +132,24 @@ describe.each(FRAMEWORKS.flatMap((framework) => STORES.map((store) => [framework
     })
   },
 )
+
+describe.each(FRAMEWORKS)('examples/%s timeouts', (framework) => {
+  it('GET /api/slow answers within its 200 ms budget, else 503 at the deadline with the wait cancelled', async () => {
+    const example = await startExample(framework, {})
+    const quick = await fetch(`${example.url}/api/slow?ms=20`)
+    expect(quick.status).toBe(200)
+    expect(await quick.json()).toEqual({ waitedMs: 20 })
+
+    const started = performance.now()
+    const slow = await fetch(`${example.url}/api/slow?ms=2000`)
+    const elapsed = performance.now() - started
+    expect(slow.status).toBe(503)
+    expect(slow.headers.get('content-type')).toMatch(/^application\/problem\+json/)
+    expect(await slow.json()).toMatchObject({ status: 503, code: 'BW_TIMEOUT' })
+    expect(elapsed).toBeGreaterThanOrEqual(195)
+    expect(elapsed).toBeLessThan(1_000) // cut off at the deadline, not after the 2 s the handler asked for
+
+    const stats = await (await fetch(`${example.url}/debug/stats`)).json()
+    expect(stats).toMatchObject({ slowStarted: 2, slowAborted: 1, slowCompleted: 1 })
+  })
+})

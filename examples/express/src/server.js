@@ -2,7 +2,8 @@
 // one policy. Start it with `pnpm --dir examples/express start` after `pnpm build` at the root.
 
 import { subscribe } from 'node:diagnostics_channel'
-import { MemoryStore, rateLimit } from '@breakwater/express'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { MemoryStore, rateLimit, timeout, timeoutErrorHandler } from '@breakwater/express'
 import { RedisStore } from '@breakwater/redis'
 import express from 'express'
 import { Redis } from 'ioredis'
@@ -23,7 +24,7 @@ if (redis) {
 const store = redis ? new RedisStore({ client: redis }) : new MemoryStore()
 
 /** What the handlers really did, for black-box checks. */
-const stats = { limitedExecuted: 0, limitedRejected: 0 }
+const stats = { limitedExecuted: 0, limitedRejected: 0, slowStarted: 0, slowAborted: 0, slowCompleted: 0 }
 // Rejected requests never reach a handler: count them from the limiter's decision events.
 subscribe('breakwater:rate-limit:decision', (message) => {
   const event = /** @type {import('@breakwater/express').RateLimitDecisionEvent} */ (message)
@@ -32,6 +33,8 @@ subscribe('breakwater:rate-limit:decision', (message) => {
 
 const app = express()
 app.set('trust proxy', trustProxy(process.env.TRUST_PROXY))
+// Every request gets a deadline and one AbortSignal (req.breakwater.signal); routes may set their own budget.
+app.use(timeout({ timeoutMs: '10s' }))
 
 app.get('/', (_req, res) => {
   res.type('text/plain').send('ok')
@@ -43,9 +46,27 @@ app.get('/api/limited', rateLimit({ id: 'limited', limit: 5, windowMs: '10s', st
   res.json({ ok: true })
 })
 
+// GET /api/slow?ms=N: the handler waits N ms on the request's signal, as a database call given the signal would.
+// The route's budget is 200 ms: past it the client gets 503 (BW_TIMEOUT) and the wait is cancelled, not left running.
+app.get('/api/slow', timeout({ timeoutMs: 200 }), async (req, res) => {
+  const ms = slowMs(req.query.ms)
+  stats.slowStarted++
+  try {
+    await sleep(ms, undefined, { signal: req.breakwater?.signal })
+  } catch (error) {
+    stats.slowAborted++
+    throw error // the 503 is already out: timeoutErrorHandler() below keeps Express from answering again
+  }
+  stats.slowCompleted++
+  res.json({ waitedMs: ms })
+})
+
 app.get('/debug/stats', (_req, res) => {
   res.json(stats)
 })
+
+// 504 problem+json for a handler whose upstream budget ran out; silences handlers failing after their 503.
+app.use(timeoutErrorHandler())
 
 const server = app.listen(port, '127.0.0.1', () => {
   console.log(`listening on http://127.0.0.1:${port} (store: ${redis ? 'redis' : 'memory'})`)
@@ -72,4 +93,13 @@ function trustProxy(value) {
   if (value === 'true') return true
   if (/^\d+$/.test(value)) return Number(value)
   return value
+}
+
+/**
+ * The `ms` query parameter of /api/slow: whole milliseconds from 0 to 60 000 (anything else counts as 0).
+ * @param {unknown} value
+ */
+function slowMs(value) {
+  const ms = Number(value)
+  return Number.isInteger(ms) && ms >= 0 && ms <= 60_000 ? ms : 0
 }

@@ -2,7 +2,8 @@
 // one policy. Start it with `pnpm --dir examples/fastify start` after `pnpm build` at the root.
 
 import { subscribe } from 'node:diagnostics_channel'
-import { MemoryStore, rateLimit } from '@breakwater/fastify'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { MemoryStore, rateLimit, timeout } from '@breakwater/fastify'
 import { RedisStore } from '@breakwater/redis'
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
@@ -23,7 +24,7 @@ if (redis) {
 const store = redis ? new RedisStore({ client: redis }) : new MemoryStore()
 
 /** What the handlers really did, for black-box checks. */
-const stats = { limitedExecuted: 0, limitedRejected: 0 }
+const stats = { limitedExecuted: 0, limitedRejected: 0, slowStarted: 0, slowAborted: 0, slowCompleted: 0 }
 // Rejected requests never reach a handler: count them from the limiter's decision events.
 subscribe('breakwater:rate-limit:decision', (message) => {
   const event = /** @type {import('@breakwater/fastify').RateLimitDecisionEvent} */ (message)
@@ -34,6 +35,8 @@ const app = Fastify({ trustProxy: trustProxy(process.env.TRUST_PROXY) })
 
 // Only routes with `config.rateLimit` are limited; each gets its own limiter, merged over these defaults.
 await app.register(rateLimit, { global: false, store })
+// Every route gets a deadline and one AbortSignal (request.breakwater.signal); `config.timeout` overrides it.
+await app.register(timeout, { timeoutMs: '10s' })
 
 app.get('/', async (_request, reply) => reply.type('text/plain').send('ok'))
 
@@ -41,6 +44,21 @@ app.get('/', async (_request, reply) => reply.type('text/plain').send('ok'))
 app.get('/api/limited', { config: { rateLimit: { id: 'limited', limit: 5, windowMs: '10s' } } }, async () => {
   stats.limitedExecuted++
   return { ok: true }
+})
+
+// GET /api/slow?ms=N: the handler waits N ms on the request's signal, as a database call given the signal would.
+// The route's budget is 200 ms: past it the client gets 503 (BW_TIMEOUT) and the wait is cancelled, not left running.
+app.get('/api/slow', { config: { timeout: { timeoutMs: 200 } } }, async (request) => {
+  const ms = slowMs(/** @type {{ ms?: string }} */ (request.query).ms)
+  stats.slowStarted++
+  try {
+    await sleep(ms, undefined, { signal: request.breakwater?.signal })
+  } catch (error) {
+    stats.slowAborted++
+    throw error // the 503 is already out: the plugin drops this failure instead of answering twice
+  }
+  stats.slowCompleted++
+  return { waitedMs: ms }
 })
 
 app.get('/debug/stats', async () => stats)
@@ -67,4 +85,13 @@ function trustProxy(value) {
   if (value === 'true') return true
   if (/^\d+$/.test(value)) return (_address, hop) => hop < Number(value)
   return value
+}
+
+/**
+ * The `ms` query parameter of /api/slow: whole milliseconds from 0 to 60 000 (anything else counts as 0).
+ * @param {unknown} value
+ */
+function slowMs(value) {
+  const ms = Number(value)
+  return Number.isInteger(ms) && ms >= 0 && ms <= 60_000 ? ms : 0
 }

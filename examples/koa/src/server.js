@@ -2,7 +2,8 @@
 // policy. Start it with `pnpm --dir examples/koa start` after `pnpm build` at the root.
 
 import { subscribe } from 'node:diagnostics_channel'
-import { MemoryStore, rateLimit } from '@breakwater/koa'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { MemoryStore, rateLimit, timeout } from '@breakwater/koa'
 import { RedisStore } from '@breakwater/redis'
 import Router from '@koa/router'
 import { Redis } from 'ioredis'
@@ -24,7 +25,7 @@ if (redis) {
 const store = redis ? new RedisStore({ client: redis }) : new MemoryStore()
 
 /** What the handlers really did, for black-box checks. */
-const stats = { limitedExecuted: 0, limitedRejected: 0 }
+const stats = { limitedExecuted: 0, limitedRejected: 0, slowStarted: 0, slowAborted: 0, slowCompleted: 0 }
 // Rejected requests never reach a handler: count them from the limiter's decision events.
 subscribe('breakwater:rate-limit:decision', (message) => {
   const event = /** @type {import('@breakwater/koa').RateLimitDecisionEvent} */ (message)
@@ -44,6 +45,9 @@ if (trust !== '' && trust !== 'false') {
   if (trust !== 'true') app.maxIpsCount = Number(trust)
 }
 
+// Every request gets a deadline and one AbortSignal (ctx.breakwater.signal); routes may set their own budget.
+app.use(timeout({ timeoutMs: '10s' }))
+
 const router = new Router()
 
 router.get('/', (ctx) => {
@@ -54,6 +58,21 @@ router.get('/', (ctx) => {
 router.get('/api/limited', rateLimit({ id: 'limited', limit: 5, windowMs: '10s', store }), (ctx) => {
   stats.limitedExecuted++
   ctx.body = { ok: true }
+})
+
+// GET /api/slow?ms=N: the handler waits N ms on the request's signal, as a database call given the signal would.
+// The route's budget is 200 ms: past it the client gets 503 (BW_TIMEOUT) and the wait is cancelled, not left running.
+router.get('/api/slow', timeout({ timeoutMs: 200 }), async (ctx) => {
+  const ms = slowMs(ctx.query.ms)
+  stats.slowStarted++
+  try {
+    await sleep(ms, undefined, { signal: ctx.breakwater?.signal })
+  } catch (error) {
+    stats.slowAborted++
+    throw error // the 503 is already out: the middleware drops this failure instead of answering twice
+  }
+  stats.slowCompleted++
+  ctx.body = { waitedMs: ms }
 })
 
 router.get('/debug/stats', (ctx) => {
@@ -73,4 +92,13 @@ for (const signal of /** @type {const} */ (['SIGTERM', 'SIGINT'])) {
     })
     server.closeIdleConnections()
   })
+}
+
+/**
+ * The `ms` query parameter of /api/slow: whole milliseconds from 0 to 60 000 (anything else counts as 0).
+ * @param {unknown} value
+ */
+function slowMs(value) {
+  const ms = Number(value)
+  return Number.isInteger(ms) && ms >= 0 && ms <= 60_000 ? ms : 0
 }

@@ -49,3 +49,4 @@ export {
   type WarningLogger,
 } from '@breakwater/core'
 export { type RateLimitMiddleware, rateLimit } from './rate-limit.js'
+export { type TimeoutMiddleware, timeout, timeoutErrorHandler } from './timeout.js'

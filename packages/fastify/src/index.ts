@@ -54,3 +54,4 @@ export {
   type RouteRateLimitConfig,
   rateLimit,
 } from './rate-limit.js'
+export { type FastifyTimeoutOptions, type RouteTimeoutConfig, timeout } from './timeout.js'

@@ -49,3 +49,4 @@ export {
   type WarningLogger,
 } from '@breakwater/core'
 export { type RateLimitMiddleware, rateLimit } from './rate-limit.js'
+export { type TimeoutMiddleware, timeout } from './timeout.js'

@@ -1,0 +1,98 @@
+// Express middleware for the core timeout policy: arm the request's deadline, expose its lifecycle as
+// `req.breakwater`, answer 503 at the deadline and make the handler's late writes harmless.
+
+import {
+  createTimeout,
+  type ExpiryHandler,
+  guardLateWrites,
+  type RequestContext,
+  type Timeout,
+  type TimeoutOptions,
+} from '@breakwater/core'
+import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express'
+import { sendRejection } from './reply.js'
+import { requestView } from './request-view.js'
+
+declare global {
+  namespace Express {
+    interface Request {
+      /**
+       * The request's lifecycle: `signal` (aborted at the deadline, on client disconnect or shutdown),
+       * `deadline`, `remainingMs()`, `timeoutSignal(ms)`, `requireBudget(ms)`, `forwardHeaders()`. Set by
+       * `timeout()`; `undefined` on routes without it.
+       */
+      breakwater?: RequestContext
+    }
+  }
+}
+
+/** The middleware returned by {@link timeout}, with its policy. */
+export type TimeoutMiddleware = RequestHandler & { readonly policy: Timeout }
+
+/** At the deadline (or shutdown): the problem if nothing was sent yet, else cut the started response. */
+const onExpire: ExpiryHandler<Response> = (decision, res) => {
+  if (res.headersSent) {
+    res.destroy() // already streaming: end it rather than leave the client hanging on a half response
+    return
+  }
+  sendRejection(res, decision) // synchronous in Express: the 503 is written before the guard goes up
+  guardLateWrites(res)
+}
+
+/**
+ * Timeout middleware. `app.use()` it for every route; mount another on a route to give that route its own
+ * budget (it replaces the app's, counted from the start of the request). Options are checked here: an invalid
+ * one throws `BW_INVALID_OPTION`. At the deadline `req.breakwater.signal` aborts and the client gets 503
+ * problem+json (`BW_TIMEOUT`); writes the handler makes afterwards are dropped and reported once on
+ * `breakwater:timeout:late-write`. Mount {@link timeoutErrorHandler} to answer a handler's
+ * `DeadlineExceededError` with 504 problem+json (without it, your error handler sees `err.status === 504`).
+ *
+ * @example
+ * app.use(timeout({ timeoutMs: '5s' }))
+ * app.get('/report', timeout({ timeoutMs: '30s' }), async (req, res) => {
+ *   const rows = await db.query(sql, { signal: req.breakwater.signal })
+ *   res.json(rows)
+ * })
+ * app.use(timeoutErrorHandler())
+ */
+export function timeout(options: TimeoutOptions = {}): TimeoutMiddleware {
+  const policy = createTimeout(options)
+  function timeoutMiddleware(req: Request, res: Response, next: NextFunction): void {
+    const context = policy.start(res, requestView(req, res), onExpire, res)
+    req.breakwater = context
+    const reason = context.abortReason
+    if (reason !== undefined) {
+      // Over budget before the handler ran (a trusted caller sent 0 ms), or shutting down: answer now.
+      const decision = policy.decisionFor(reason)
+      if (decision !== undefined && !res.headersSent) sendRejection(res, decision)
+      return
+    }
+    next()
+  }
+  return Object.assign(timeoutMiddleware, { policy })
+}
+
+/**
+ * Error middleware that answers Breakwater's deadline errors: a `DeadlineExceededError` (from
+ * `requireBudget()` or an expired `timeoutSignal()`) with 504 problem+json (`BW_DEADLINE_EXCEEDED`), and a
+ * handler that rethrew its own request's abort after the 503 went out is silenced (no second answer, no socket
+ * torn down by Express's final handler). Other errors go to the next error handler. Mount it after your routes.
+ *
+ * @example
+ * app.use(timeoutErrorHandler())
+ * app.use((err, req, res, next) => res.status(err.status ?? 500).json({ error: err.message }))
+ */
+export function timeoutErrorHandler(): ErrorRequestHandler {
+  const policy = createTimeout()
+  return function breakwaterTimeoutErrors(error: unknown, req: Request, res: Response, next: NextFunction): void {
+    const context = req.breakwater
+    if (context !== undefined && res.headersSent && context.abortReason !== undefined) return // answered already
+    const decision = policy.decisionFor(error, context)
+    if (decision === undefined || decision.status !== 504) {
+      next(error)
+      return
+    }
+    if (res.headersSent) return
+    sendRejection(res, decision)
+  }
+}

@@ -1,0 +1,151 @@
+// Fastify plugin for the core timeout policy: one policy per route config, created once in `onRoute`; the
+// deadline is armed in the route's first `onRequest` hook and the lifecycle exposed as `request.breakwater`.
+
+import {
+  createTimeout,
+  type ExpiryHandler,
+  guardLateWrites,
+  isPromiseLike,
+  type RequestContext,
+  reportLateWrite,
+  type Timeout,
+  type TimeoutOptions,
+} from '@breakwater/core'
+import type {
+  FastifyPluginCallback,
+  FastifyReply,
+  FastifyRequest,
+  onRequestHookHandler,
+  RouteHandlerMethod,
+} from 'fastify'
+import fp from 'fastify-plugin'
+import { sendRejection } from './reply.js'
+import { requestView } from './request-view.js'
+
+/** Plugin options: the default timeout of every route, plus `global`. */
+export interface FastifyTimeoutOptions extends TimeoutOptions {
+  /** Time every route (`true`, default), or only routes with `config.timeout` (`false`). */
+  global?: boolean
+}
+
+/** What a route's `config.timeout` accepts: its own options (merged over the plugin's), or `false` for none. */
+export type RouteTimeoutConfig = TimeoutOptions | false
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Per-route timeout: options merged over the plugin's (e.g. `{ timeoutMs: 200 }`), or `false` for none. */
+    timeout?: RouteTimeoutConfig
+  }
+  interface FastifyRequest {
+    /**
+     * The request's lifecycle: `signal` (aborted at the deadline, on client disconnect or shutdown), `deadline`,
+     * `remainingMs()`, `timeoutSignal(ms)`, `requireBudget(ms)`, `forwardHeaders()`. `null` on routes without a
+     * timeout. (Prefer it to `request.signal`, which also aborts once a request body has been read.)
+     */
+    breakwater: RequestContext | null
+  }
+}
+
+/** At the deadline (or shutdown): the problem if nothing was sent yet, else cut the started response. */
+const onExpire: ExpiryHandler<FastifyReply> = (decision, reply) => {
+  const raw = reply.raw
+  if (reply.sent || raw.headersSent) {
+    raw.destroy() // already streaming: end it rather than leave the client hanging on a half response
+    return
+  }
+  sendRejection(reply, decision)
+  // onSend hooks may delay the write: guard raw writes only once the 503 is out.
+  if (raw.writableEnded) guardLateWrites(raw)
+  else raw.once('finish', () => guardLateWrites(raw))
+}
+
+const plugin: FastifyPluginCallback<FastifyTimeoutOptions> = (fastify, options, done) => {
+  const { global = true, ...base } = options
+  const globalPolicy = createTimeout(base) // checked at registration even when not global
+  const globalHooks = global ? hooksFor(globalPolicy) : undefined
+  // Declared up front so every request object keeps one shape.
+  fastify.decorateRequest('breakwater', null)
+
+  const routes = new Map<RouteTimeoutConfig, Hooks>()
+  fastify.addHook('onRoute', (route) => {
+    const config = route.config?.timeout
+    if (config === false || (config === undefined && globalHooks === undefined)) return
+    let hooks = globalHooks as Hooks
+    if (config !== undefined) {
+      hooks = routes.get(config) ?? hooksFor(createTimeout({ ...base, ...config }))
+      routes.set(config, hooks)
+    }
+    // First: the deadline counts from the start of the request, before other hooks (rate limits, auth) spend it.
+    const existing = route.onRequest
+    route.onRequest = [hooks.onRequest, ...(existing === undefined ? [] : [existing].flat())]
+    route.handler = hooks.wrap(route.handler)
+  })
+  done()
+}
+
+interface Hooks {
+  onRequest: onRequestHookHandler
+  wrap(handler: RouteHandlerMethod): RouteHandlerMethod
+}
+
+function hooksFor(policy: Timeout): Hooks {
+  return {
+    onRequest: function breakwaterTimeout(request, reply, done) {
+      const context = policy.start(reply.raw, requestView(request, reply), onExpire, reply)
+      request.breakwater = context
+      const reason = context.abortReason
+      if (reason !== undefined) {
+        // Over budget before the handler ran (a trusted caller sent 0 ms), or shutting down: answer now.
+        const decision = policy.decisionFor(reason)
+        if (decision !== undefined && !reply.sent) sendRejection(reply, decision)
+        return
+      }
+      done()
+    },
+    // The handler's failure is translated here rather than in an error handler, so the user's own
+    // setErrorHandler stays theirs: a DeadlineExceededError becomes 504 problem+json, and a handler rejecting
+    // after the 503 went out is silenced instead of reaching Fastify's "reply already sent" path.
+    wrap(handler) {
+      return function breakwaterTimeoutHandler(this: unknown, request: FastifyRequest, reply: FastifyReply) {
+        const result = (handler as (this: unknown, request: FastifyRequest, reply: FastifyReply) => unknown).call(
+          this,
+          request,
+          reply,
+        )
+        if (!isPromiseLike(result)) return result
+        // Resolving `undefined` once the reply is sent is how Fastify is told "nothing more to send".
+        return result.then(
+          (value) => {
+            const context = request.breakwater
+            if (!reply.sent || context === null || context.abortReason === undefined) return value
+            if (value !== undefined) reportLateWrite(context, 'send') // the handler answered after the 503
+            return undefined
+          },
+          (error: unknown) => {
+            const context = request.breakwater ?? undefined
+            if (reply.sent && context?.abortReason !== undefined) return undefined // answered at the deadline
+            const decision = policy.decisionFor(error, context)
+            if (decision === undefined || decision.status !== 504 || reply.sent) throw error
+            sendRejection(reply, decision)
+            return undefined
+          },
+        )
+      } as RouteHandlerMethod
+    },
+  }
+}
+
+/**
+ * Fastify plugin: a deadline for every route (or, with `global: false`, the routes with `config.timeout`).
+ * Options are the defaults of every route's policy, checked at registration (`BW_INVALID_OPTION`); routes
+ * override them with `config: { timeout: { timeoutMs: 200 } }` or opt out with `config: { timeout: false }`.
+ * At the deadline `request.breakwater.signal` aborts and the client gets 503 problem+json (`BW_TIMEOUT`); a
+ * handler failing with `DeadlineExceededError` gets 504 (`BW_DEADLINE_EXCEEDED`).
+ *
+ * @example
+ * await app.register(timeout, { timeoutMs: '5s' })
+ * app.get('/report', { config: { timeout: { timeoutMs: '30s' } } }, async (request) => {
+ *   return db.query(sql, { signal: request.breakwater.signal })
+ * })
+ */
+export const timeout = fp(plugin, { fastify: '5.x', name: '@breakwater/fastify-timeout' })
