@@ -2,9 +2,9 @@
 // dist locations mapped back to their TypeScript sources through the published source maps.
 // Usage: node bench/profile.mjs <file.cpuprofile | directory> [--top 25]
 
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { SourceMap } from 'node:module'
-import { basename, join, relative } from 'node:path'
+import { basename, dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..')
@@ -12,17 +12,44 @@ const sourceMaps = new Map()
 /** Callbacks through which a middleware hands over to the rest of the app (Express, Fastify hooks, Koa). */
 const CONTINUATIONS = new Set(['next', 'dispatch', 'done'])
 
+/**
+ * The source map of a Breakwater dist file: the copy `run.mjs --profile` took when the server started (the dist
+ * may have been rebuilt since), else the current one.
+ */
+function sourceMapOf(path, snapshotDir) {
+  const dist = /packages\/([^/]+)\/dist\/(.+)$/.exec(path)
+  if (!dist) return undefined
+  const snapshot = snapshotDir && join(snapshotDir, dist[1], `${dist[2]}.map`)
+  const file = snapshot && existsSync(snapshot) ? snapshot : `${path}.map`
+  if (!existsSync(file)) return undefined
+  let map = sourceMaps.get(file)
+  if (map === undefined) {
+    map = new SourceMap(JSON.parse(readFileSync(file, 'utf8')))
+    sourceMaps.set(file, map)
+  }
+  return map
+}
+
+/** Copy the Breakwater packages' dist source maps next to a profile, so it can be read after a rebuild. */
+export function snapshotSourceMaps(targetDir) {
+  const packagesDir = join(ROOT, 'packages')
+  for (const pkg of readdirSync(packagesDir)) {
+    const dist = join(packagesDir, pkg, 'dist')
+    if (!existsSync(dist)) continue
+    for (const file of readdirSync(dist).filter((f) => f.endsWith('.map'))) {
+      mkdirSync(join(targetDir, pkg), { recursive: true })
+      copyFileSync(join(dist, file), join(targetDir, pkg, file))
+    }
+  }
+}
+
 /** Where a profile frame lives, as `file:line`, with Breakwater dist frames mapped to src. */
-function locate(callFrame) {
+function locate(callFrame, snapshotDir) {
   const { url, lineNumber, columnNumber } = callFrame
   if (!url) return '(native)'
   const path = url.startsWith('file://') ? fileURLToPath(url) : url
-  if (/packages\/[^/]+\/dist\//.test(path) && existsSync(`${path}.map`)) {
-    let map = sourceMaps.get(path)
-    if (map === undefined) {
-      map = new SourceMap(JSON.parse(readFileSync(`${path}.map`, 'utf8')))
-      sourceMaps.set(path, map)
-    }
+  const map = sourceMapOf(path, snapshotDir)
+  if (map !== undefined) {
     const entry = map.findEntry(lineNumber, columnNumber)
     if (entry?.originalSource) {
       const source = entry.originalSource.replace(/^(\.\.\/)+/, '')
@@ -50,6 +77,7 @@ function moduleOf(callFrame) {
 /** Self time per function and per module, in ms and % of the profile. */
 export function analyze(file, top = 25) {
   const profile = JSON.parse(readFileSync(file, 'utf8'))
+  const snapshotDir = join(dirname(file), 'sourcemaps')
   const nodes = new Map(profile.nodes.map((node) => [node.id, node]))
   const self = new Map()
   profile.samples.forEach((id, i) => {
@@ -60,7 +88,7 @@ export function analyze(file, top = 25) {
   const byModule = new Map()
   for (const [id, micros] of self) {
     const { callFrame } = nodes.get(id)
-    const name = `${callFrame.functionName || '(anonymous)'}  ${locate(callFrame)}`
+    const name = `${callFrame.functionName || '(anonymous)'}  ${locate(callFrame, snapshotDir)}`
     byFunction.set(name, (byFunction.get(name) ?? 0) + micros)
     const module = moduleOf(callFrame)
     byModule.set(module, (byModule.get(module) ?? 0) + micros)
@@ -81,7 +109,7 @@ export function analyze(file, top = 25) {
     const parent = parents.get(id)
     const { callFrame } = nodes.get(id)
     if (isBreakwater(id)) {
-      const name = `${callFrame.functionName || '(anonymous)'}  ${locate(callFrame)}`
+      const name = `${callFrame.functionName || '(anonymous)'}  ${locate(callFrame, snapshotDir)}`
       const outer = parent === undefined ? [] : framesOf(parent)
       frames = outer.includes(name) ? outer : [...outer, name]
     } else if (parent !== undefined && isBreakwater(parent) && CONTINUATIONS.has(callFrame.functionName)) {

@@ -9,7 +9,16 @@
  * @property {string} label     library shown in the table
  * @property {number} [reference] ratio vs bare published for this peer (REFERENCE.md "Rate limiting" peers, one run)
  * @property {number} [target]  a fixed ratio vs bare this Breakwater row must reach (policies without a peer row)
+ * @property {boolean} [optional] left out of the default run (time budget); runs when `--only` names it
+ * @property {object} [load] extra autocannon options of this row (headers, per-request setup)
+ * @property {boolean} [noTarget] measured and reported beside bare, judged against no target
  */
+
+let idempotencyKeys = 0
+/** autocannon `setupRequest`: a new Idempotency-Key on every request (the idempotency miss path). */
+function freshIdempotencyKey(request) {
+  return { ...request, headers: { ...request.headers, 'idempotency-key': `bench-miss-${++idempotencyKeys}` } }
+}
 
 /** @type {Record<'express' | 'fastify' | 'koa', Variant[]>} */
 export const VARIANTS = {
@@ -24,6 +33,13 @@ export const VARIANTS = {
       label: '@breakwater/express timeout()',
       target: 0.97,
     },
+    {
+      name: 'breakwater-load-shedding',
+      store: 'none',
+      kind: 'breakwater',
+      label: '@breakwater/express loadShedding()',
+      target: 0.97,
+    },
     { name: 'express-rate-limit-memory', store: 'memory', kind: 'peer', label: 'express-rate-limit', reference: 0.89 },
     {
       name: 'express-rate-limit-redis',
@@ -32,7 +48,13 @@ export const VARIANTS = {
       label: 'express-rate-limit + rate-limit-redis',
       reference: 0.77,
     },
-    { name: 'rate-limiter-flexible-memory', store: 'memory', kind: 'peer', label: 'rate-limiter-flexible (Memory)' },
+    {
+      name: 'rate-limiter-flexible-memory',
+      store: 'memory',
+      kind: 'peer',
+      label: 'rate-limiter-flexible (Memory)',
+      optional: true,
+    },
     {
       name: 'rate-limiter-flexible-redis',
       store: 'redis',
@@ -52,6 +74,32 @@ export const VARIANTS = {
       label: '@breakwater/fastify timeout',
       target: 0.97,
     },
+    {
+      name: 'breakwater-load-shedding',
+      store: 'none',
+      kind: 'breakwater',
+      label: '@breakwater/fastify loadShedding',
+      target: 0.97,
+    },
+    // Idempotency (issue 3): bare's own GET / plus an Idempotency-Key header (the policy covers GET here, so the
+    // ratio measures the policy, not body parsing). Replay: one key, stored once before the run. Miss: a fresh
+    // key per request, so every request claims and completes in Redis (two round trips), reported without a target.
+    {
+      name: 'breakwater-idempotency-replay',
+      store: 'memory',
+      kind: 'breakwater',
+      label: '@breakwater/fastify idempotency (replay)',
+      target: 0.9,
+      load: { headers: { 'idempotency-key': 'bench-replay' } },
+    },
+    {
+      name: 'breakwater-idempotency-miss',
+      store: 'redis',
+      kind: 'breakwater',
+      label: '@breakwater/fastify idempotency (miss) + RedisIdempotencyStore',
+      noTarget: true,
+      load: { requests: [{ setupRequest: freshIdempotencyKey }] },
+    },
     { name: 'fastify-rate-limit-memory', store: 'memory', kind: 'peer', label: '@fastify/rate-limit', reference: 0.76 },
     {
       name: 'fastify-rate-limit-redis',
@@ -66,6 +114,13 @@ export const VARIANTS = {
     { name: 'breakwater-memory', store: 'memory', kind: 'breakwater', label: '@breakwater/koa' },
     { name: 'breakwater-redis', store: 'redis', kind: 'breakwater', label: '@breakwater/koa + RedisStore' },
     { name: 'breakwater-timeout', store: 'none', kind: 'breakwater', label: '@breakwater/koa timeout()', target: 0.97 },
+    {
+      name: 'breakwater-load-shedding',
+      store: 'none',
+      kind: 'breakwater',
+      label: '@breakwater/koa loadShedding()',
+      target: 0.97,
+    },
     { name: 'koa-ratelimit-memory', store: 'memory', kind: 'peer', label: 'koa-ratelimit (memory)', reference: 0.85 },
     { name: 'koa-ratelimit-redis', store: 'redis', kind: 'peer', label: 'koa-ratelimit (redis)', reference: 0.7 },
   ],
@@ -80,7 +135,7 @@ export const FRAMEWORKS = Object.keys(VARIANTS)
  * @returns {{ min: number, text: string, peer?: string } | undefined}
  */
 export function targetOf(framework, variant, ratios) {
-  if (variant.kind !== 'breakwater') return undefined
+  if (variant.kind !== 'breakwater' || variant.noTarget) return undefined
   // Timeouts (issue 4): the middleware on the hot path keeps ≥ 0.97 of bare throughput on every framework.
   if (variant.target !== undefined) return { min: variant.target, text: `≥ ${variant.target.toFixed(2)} of bare` }
   if (framework === 'fastify') {

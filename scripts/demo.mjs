@@ -33,9 +33,9 @@ const freePort = () =>
   })
 
 /** Start an example app and resolve once it prints its "listening" line. */
-async function startExample(framework) {
+async function startExample(framework, extraEnv = {}) {
   const port = await freePort()
-  const env = { ...process.env, PORT: String(port) }
+  const env = { ...process.env, PORT: String(port), ...extraEnv }
   delete env.REDIS_URL // the demo shows the memory store
   delete env.TRUST_PROXY
   const child = spawn(process.execPath, ['src/server.js'], {
@@ -56,6 +56,7 @@ async function startExample(framework) {
   })
   return {
     base: `http://127.0.0.1:${port}`,
+    child,
     stop: () =>
       new Promise((resolve) => {
         child.once('exit', resolve)
@@ -108,15 +109,120 @@ async function timeoutSection(base) {
   )
 }
 
+async function loadSheddingSection(base) {
+  console.log(
+    '\n  Load shedding — GET /api/work?ms=300 (4 may run at once), 16 at the same moment, then one more once they finish:',
+  )
+  const started = performance.now()
+  const results = await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      const response = await fetch(`${base}/api/work?ms=300`)
+      const body = await response.json()
+      return {
+        status: response.status,
+        ms: Math.round(performance.now() - started),
+        retryAfter: response.headers.get('retry-after'),
+        body,
+      }
+    }),
+  )
+  const ok = results.filter((r) => r.status === 200)
+  const shed = results.filter((r) => r.status === 503)
+  const range = (list) => (list.length === 0 ? '-' : `${Math.min(...list)}–${Math.max(...list)} ms`)
+  console.log(`    accepted ${ok.length}: answered after ${range(ok.map((r) => r.ms))} (the work takes 300 ms)`)
+  console.log(
+    `    shed ${shed.length}: 503 after ${range(shed.map((r) => r.ms))}, Retry-After ${[...new Set(shed.map((r) => r.retryAfter))].sort().join(', ')} s (jittered)`,
+  )
+  if (shed[0]) console.log('    sample 503 body:', JSON.stringify(shed[0].body))
+  const again = performance.now()
+  const after = await fetch(`${base}/api/work?ms=20`)
+  await after.arrayBuffer()
+  console.log(`    → once the burst is over: ${after.status} in ${Math.round(performance.now() - again)} ms`)
+}
+
+async function idempotencySection(base) {
+  console.log('\n  Idempotency — POST /api/orders with an Idempotency-Key (required; keys scoped per bearer token):')
+  const order = (key, body, query = '') =>
+    fetch(`${base}/api/orders${query}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer alice', 'idempotency-key': `"${key}"` },
+      body: JSON.stringify(body),
+    })
+  const key = `demo-${Date.now()}`
+  const first = await order(key, { item: 'book', quantity: 1 })
+  console.log(`    first attempt:   ${first.status}  ${await first.text()}`)
+  const retry = await order(key, { item: 'book', quantity: 1 })
+  console.log(
+    `    retry, same key: ${retry.status}  ${await retry.text()}  Idempotent-Replayed: ${retry.headers.get('idempotent-replayed')}`,
+  )
+  const changed = await order(key, { item: 'book', quantity: 2 })
+  console.log(`    same key, other body: ${changed.status} ${(await changed.json()).code}`)
+  const burstKey = `${key}-burst`
+  const burst = await Promise.all(
+    Array.from({ length: 10 }, async () => {
+      const response = await order(burstKey, { item: 'pen' }, '?delayMs=300')
+      await response.arrayBuffer()
+      return response.status
+    }),
+  )
+  const count = (status) => burst.filter((s) => s === status).length
+  console.log(
+    `    10 concurrent duplicates (handler holds 300 ms): ${count(201)} × 201, ${count(409)} × 409 + Retry-After`,
+  )
+  const settled = await order(burstKey, { item: 'pen' })
+  await settled.arrayBuffer()
+  console.log(
+    `    one more once it finished: ${settled.status}, replayed: ${settled.headers.get('idempotent-replayed')}`,
+  )
+  const stats = await (await fetch(`${base}/debug/stats`)).json()
+  console.log(`    → 13 requests, ordersExecuted ${stats.ordersExecuted}: each key executed exactly once`)
+}
+
+async function drainSection(framework) {
+  console.log(
+    '\n  Graceful shutdown — SIGTERM with 3 requests in flight (SHUTDOWN_DRAIN_MS=1000, SHUTDOWN_TIMEOUT_MS=5000):',
+  )
+  const app = await startExample(framework, { SHUTDOWN_DRAIN_MS: '1000', SHUTDOWN_TIMEOUT_MS: '5000' })
+  let t0 = performance.now()
+  const stamp = () => `${String(Math.round(performance.now() - t0)).padStart(6)} ms`
+  app.child.stdout.on('data', (chunk) => {
+    for (const line of chunk.split('\n'))
+      if (line.startsWith('shutdown:')) console.log(`    ${stamp()}  [server] ${line}`)
+  })
+  const exited = new Promise((resolve) => app.child.once('exit', (code) => resolve(code)))
+  const inflight = [1, 2, 3].map(() => fetch(`${app.base}/api/slow?ms=180`).then((r) => r.status))
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  t0 = performance.now()
+  app.child.kill('SIGTERM')
+  console.log(`    ${stamp()}  SIGTERM sent`)
+  for (const [i, request] of inflight.entries()) {
+    void request.then((status) => console.log(`    ${stamp()}  in-flight #${i + 1} → ${status}`))
+  }
+  for (;;) {
+    try {
+      const probe = await fetch(`${app.base}/readyz`)
+      console.log(`    ${stamp()}  GET /readyz → ${probe.status} ${await probe.text()}`)
+    } catch {
+      console.log(`    ${stamp()}  GET /readyz → connection refused (the listener is closed)`)
+      break
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+  console.log(`    ${stamp()}  → process exited with code ${await exited}`)
+}
+
 for (const framework of frameworks) {
   console.log(`\n=== ${framework} example on the memory store ===`)
   const app = await startExample(framework)
   try {
     await rateLimitSection(app.base)
     await timeoutSection(app.base)
+    await loadSheddingSection(app.base)
+    await idempotencySection(app.base)
     const stats = await (await fetch(`${app.base}/debug/stats`)).json()
     console.log('\n  What the handlers really did — GET /debug/stats:', JSON.stringify(stats))
   } finally {
     await app.stop()
   }
+  await drainSection(framework)
 }

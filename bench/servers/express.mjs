@@ -29,6 +29,15 @@ const VARIANTS = {
     return { client, middleware: rateLimit({ limit: LIMIT, windowMs: WINDOW_MS, store: new RedisStore({ client }) }) }
   },
 
+  // Adaptive (Gradient2) with a floor far above the 32 connections: never sheds, so this measures admitting,
+  // releasing on response close and feeding the limiter, per request.
+  'breakwater-load-shedding': async () => {
+    const loadShedding = await breakwater('@breakwater/express', 'loadShedding')
+    return {
+      middleware: loadShedding({ limit: { algorithm: 'gradient2', initialLimit: 256, minLimit: 256, maxLimit: 1000 } }),
+    }
+  },
+
   // A 30 s budget never fires here: this measures arming and clearing one deadline per request.
   'breakwater-timeout': async () => {
     const timeout = await breakwater('@breakwater/express', 'timeout')

@@ -33,10 +33,36 @@ const VARIANTS = {
     }
   },
 
+  // Adaptive (Gradient2) with a floor far above the 32 connections: never sheds, so this measures admitting,
+  // releasing on response close and feeding the limiter, per request.
+  'breakwater-load-shedding': async () => {
+    const loadShedding = await breakwater('@breakwater/fastify', 'loadShedding')
+    return {
+      plugin: loadShedding,
+      options: { limit: { algorithm: 'gradient2', initialLimit: 256, minLimit: 256, maxLimit: 1000 } },
+    }
+  },
+
   // A 30 s budget never fires here: this measures arming and clearing one deadline per request.
   'breakwater-timeout': async () => {
     const timeout = await breakwater('@breakwater/fastify', 'timeout')
     return { plugin: timeout, options: { timeoutMs: WINDOW_MS / 2 } }
+  },
+
+  // Idempotency: the policy covers GET so the request is bare's plus one header. The replay key is stored before
+  // the server reports ready, so the run measures replays only (and the first wave gets no 409s).
+  'breakwater-idempotency-replay': async () => {
+    const idempotency = await breakwater('@breakwater/fastify', 'idempotency')
+    const prime = (app) => app.inject({ method: 'GET', url: '/', headers: { 'idempotency-key': 'bench-replay' } })
+    return { plugin: idempotency, options: { methods: ['GET'], scope: () => 'bench' }, prime }
+  },
+
+  'breakwater-idempotency-miss': async () => {
+    const idempotency = await breakwater('@breakwater/fastify', 'idempotency')
+    const RedisIdempotencyStore = await breakwater('@breakwater/redis', 'RedisIdempotencyStore')
+    const client = await connectRedis()
+    const store = new RedisIdempotencyStore({ client })
+    return { client, plugin: idempotency, options: { methods: ['GET'], scope: () => 'bench', store } }
   },
 
   'fastify-rate-limit-memory': async () => {
@@ -53,11 +79,12 @@ const VARIANTS = {
 
 const name = variantName()
 const setup = VARIANTS[name] ?? unknownVariant('fastify', name, Object.keys(VARIANTS))
-const { plugin, options, client } = await setup()
+const { plugin, options, client, prime } = await setup()
 
 const app = Fastify({ logger: false })
 if (plugin) await app.register(plugin, options)
 app.get('/', async () => PAYLOAD)
+await prime?.(app)
 
 await app.listen({ port: 0, host: '127.0.0.1' })
 ready(app.server.address().port)

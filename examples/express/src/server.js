@@ -1,10 +1,23 @@
 // The Breakwater example app for Express: the routes of the example contract (ARCHITECTURE.md), each showing
 // one policy. Start it with `pnpm --dir examples/express start` after `pnpm build` at the root.
 
+import { randomUUID } from 'node:crypto'
 import { subscribe } from 'node:diagnostics_channel'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { MemoryStore, rateLimit, timeout, timeoutErrorHandler } from '@breakwater/express'
-import { RedisStore } from '@breakwater/redis'
+import {
+  eventLoopDelayCheck,
+  gracefulShutdown,
+  health,
+  heapCheck,
+  idempotency,
+  loadShedding,
+  MemoryIdempotencyStore,
+  MemoryStore,
+  rateLimit,
+  timeout,
+  timeoutErrorHandler,
+} from '@breakwater/express'
+import { RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis'
 import express from 'express'
 import { Redis } from 'ioredis'
 
@@ -24,7 +37,15 @@ if (redis) {
 const store = redis ? new RedisStore({ client: redis }) : new MemoryStore()
 
 /** What the handlers really did, for black-box checks. */
-const stats = { limitedExecuted: 0, limitedRejected: 0, slowStarted: 0, slowAborted: 0, slowCompleted: 0 }
+const stats = {
+  ordersExecuted: 0,
+  limitedExecuted: 0,
+  limitedRejected: 0,
+  slowStarted: 0,
+  slowAborted: 0,
+  slowCompleted: 0,
+  workStarted: 0,
+}
 // Rejected requests never reach a handler: count them from the limiter's decision events.
 subscribe('breakwater:rate-limit:decision', (message) => {
   const event = /** @type {import('@breakwater/express').RateLimitDecisionEvent} */ (message)
@@ -33,6 +54,20 @@ subscribe('breakwater:rate-limit:decision', (message) => {
 
 const app = express()
 app.set('trust proxy', trustProxy(process.env.TRUST_PROXY))
+// Health probes (GET/HEAD /livez, /readyz, /startupz) come first, so no policy below ever limits, sheds or
+// times them out. Details (checks, timings) only for `Authorization: Bearer $HEALTH_TOKEN`.
+const healthToken = process.env.HEALTH_TOKEN ?? ''
+// The /api/work load shedder (defined here so readiness can report its overload state).
+const workShedding = loadShedding({ id: 'work', limit: 4 })
+const probes = health({
+  // Overload shows in /readyz as `warn` (still 200): shedding one demo route should not pull the instance.
+  overload: workShedding,
+  overloadStatus: 'warn',
+  checks: [...(redis ? [redisCheck(redis)] : []), eventLoopDelayCheck(), heapCheck()],
+  authorize: (request) => healthToken !== '' && request.header('authorization') === `Bearer ${healthToken}`,
+})
+app.use(probes)
+
 // Every request gets a deadline and one AbortSignal (req.breakwater.signal); routes may set their own budget.
 app.use(timeout({ timeoutMs: '10s' }))
 
@@ -61,6 +96,41 @@ app.get('/api/slow', timeout({ timeoutMs: 200 }), async (req, res) => {
   res.json({ waitedMs: ms })
 })
 
+// GET /api/work?ms=N: the handler holds a slot for N ms, as work bounded by a downstream would. At most 4 run at
+// once (a static limit, so the demo is predictable; without `limit` it adapts, Gradient2); the rest are shed at
+// once with 503 problem+json (BW_OVERLOADED) and a jittered Retry-After, instead of queueing and slowing everyone.
+app.get('/api/work', workShedding, async (req, res) => {
+  const ms = slowMs(req.query.ms)
+  stats.workStarted++
+  await sleep(ms, undefined, { signal: req.breakwater?.signal })
+  res.json({ workedMs: ms })
+})
+
+// POST /api/orders (Idempotency-Key required): the first request with a key executes — 201 with a fresh order id —
+// and a retry with the same key gets that stored response again (`Idempotent-Replayed: true`); a duplicate arriving
+// while it still runs gets 409 + Retry-After, the same key with another body 422. Keys are scoped per caller (the
+// bearer token), in Redis when REDIS_URL is set so every instance agrees. ?delayMs=N holds the handler.
+const orderKeys = redis ? new RedisIdempotencyStore({ client: redis }) : new MemoryIdempotencyStore()
+app.post(
+  '/api/orders',
+  express.json(),
+  idempotency({ id: 'orders', store: orderKeys, required: true, scope: (r) => caller(r.header('authorization')) }),
+  async (req, res) => {
+    await sleep(slowMs(req.query.delayMs), undefined, { signal: req.breakwater?.signal })
+    stats.ordersExecuted++
+    res.status(201).json({ id: randomUUID(), order: req.body ?? null })
+  },
+)
+
+/**
+ * The demo's caller: the bearer token is the user id; no token means anonymous.
+ * @param {string | undefined} authorization
+ */
+function caller(authorization) {
+  const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? '')
+  return match ? `user:${match[1]}` : 'anonymous'
+}
+
 app.get('/debug/stats', (_req, res) => {
   res.json(stats)
 })
@@ -70,16 +140,22 @@ app.use(timeoutErrorHandler())
 
 const server = app.listen(port, '127.0.0.1', () => {
   console.log(`listening on http://127.0.0.1:${port} (store: ${redis ? 'redis' : 'memory'})`)
+  probes.health.markStarted() // nothing to warm up: startup is complete once listening
 })
 
-for (const signal of /** @type {const} */ (['SIGTERM', 'SIGINT'])) {
-  process.once(signal, () => {
-    server.close(() => {
-      void redis?.quit()
-    })
-    server.closeIdleConnections()
-  })
-}
+// SIGTERM/SIGINT: readiness fails at once; after SHUTDOWN_DRAIN_MS (behind a load balancer: 5 s or more) the
+// listener closes; in-flight requests get until SHUTDOWN_TIMEOUT_MS, then their signals abort; Redis is closed last.
+subscribe('breakwater:shutdown:phase', (message) => {
+  const event = /** @type {import('@breakwater/express').ShutdownPhaseEvent} */ (message)
+  console.log(
+    `shutdown: ${event.phase} after ${event.elapsedSeconds.toFixed(2)} s${event.exitCode === undefined ? '' : ` (exit ${event.exitCode})`}`,
+  )
+})
+gracefulShutdown(server, {
+  drainDelayMs: envMs('SHUTDOWN_DRAIN_MS', 1_000),
+  timeoutMs: envMs('SHUTDOWN_TIMEOUT_MS', 10_000),
+  hooks: redis ? [{ name: 'redis', run: () => redis.quit() }] : [],
+})
 
 /**
  * TRUST_PROXY → Express `trust proxy`: unset, "" or "false" trusts no proxy headers; "true" trusts every hop
@@ -102,4 +178,14 @@ function trustProxy(value) {
 function slowMs(value) {
   const ms = Number(value)
   return Number.isInteger(ms) && ms >= 0 && ms <= 60_000 ? ms : 0
+}
+
+/**
+ * A duration in ms from the environment, or `fallback` when unset.
+ * @param {string} name
+ * @param {number} fallback
+ */
+function envMs(name, fallback) {
+  const value = process.env[name]
+  return value === undefined || value === '' ? fallback : Number(value)
 }

@@ -1,10 +1,22 @@
 // The Breakwater example app for Fastify: the routes of the example contract (ARCHITECTURE.md), each showing
 // one policy. Start it with `pnpm --dir examples/fastify start` after `pnpm build` at the root.
 
+import { randomUUID } from 'node:crypto'
 import { subscribe } from 'node:diagnostics_channel'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { MemoryStore, rateLimit, timeout } from '@breakwater/fastify'
-import { RedisStore } from '@breakwater/redis'
+import {
+  eventLoopDelayCheck,
+  gracefulShutdown,
+  health,
+  heapCheck,
+  idempotency,
+  loadShedding,
+  MemoryIdempotencyStore,
+  MemoryStore,
+  rateLimit,
+  timeout,
+} from '@breakwater/fastify'
+import { RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis'
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 
@@ -24,7 +36,15 @@ if (redis) {
 const store = redis ? new RedisStore({ client: redis }) : new MemoryStore()
 
 /** What the handlers really did, for black-box checks. */
-const stats = { limitedExecuted: 0, limitedRejected: 0, slowStarted: 0, slowAborted: 0, slowCompleted: 0 }
+const stats = {
+  ordersExecuted: 0,
+  limitedExecuted: 0,
+  limitedRejected: 0,
+  slowStarted: 0,
+  slowAborted: 0,
+  slowCompleted: 0,
+  workStarted: 0,
+}
 // Rejected requests never reach a handler: count them from the limiter's decision events.
 subscribe('breakwater:rate-limit:decision', (message) => {
   const event = /** @type {import('@breakwater/fastify').RateLimitDecisionEvent} */ (message)
@@ -32,6 +52,21 @@ subscribe('breakwater:rate-limit:decision', (message) => {
 })
 
 const app = Fastify({ trustProxy: trustProxy(process.env.TRUST_PROXY) })
+
+// Health probes (GET/HEAD /livez, /readyz, /startupz) come first, so no policy below ever limits, sheds or
+// times them out. Details (checks, timings) only for `Authorization: Bearer $HEALTH_TOKEN`.
+const healthToken = process.env.HEALTH_TOKEN ?? ''
+/** The /api/work load shedder, once its scope is registered; readiness reports its overload state. */
+/** @type {import('@breakwater/fastify').LoadShedder | undefined} */
+let workShedder
+const NOT_OVERLOADED = { overloaded: false, reasons: [] }
+await app.register(health, {
+  // Overload shows in /readyz as `warn` (still 200): shedding one demo route should not pull the instance.
+  overload: { overloadState: () => workShedder?.overloadState() ?? NOT_OVERLOADED },
+  overloadStatus: 'warn',
+  checks: [...(redis ? [redisCheck(redis)] : []), eventLoopDelayCheck(), heapCheck()],
+  authorize: (request) => healthToken !== '' && request.header('authorization') === `Bearer ${healthToken}`,
+})
 
 // Only routes with `config.rateLimit` are limited; each gets its own limiter, merged over these defaults.
 await app.register(rateLimit, { global: false, store })
@@ -61,17 +96,68 @@ app.get('/api/slow', { config: { timeout: { timeoutMs: 200 } } }, async (request
   return { waitedMs: ms }
 })
 
+// GET /api/work?ms=N: the handler holds a slot for N ms, as work bounded by a downstream would. At most 4 run at
+// once (a static limit, so the demo is predictable; without `limit` it adapts, Gradient2); the rest are shed at
+// once with 503 problem+json (BW_OVERLOADED) and a jittered Retry-After, instead of queueing and slowing everyone.
+// The plugin sheds every route of the scope it is registered in: here, a scope holding just this route.
+await app.register(async (scope) => {
+  await scope.register(loadShedding, { id: 'work', limit: 4 })
+  workShedder = scope.loadShedding
+  scope.get('/api/work', async (request) => {
+    const ms = slowMs(/** @type {{ ms?: string }} */ (request.query).ms)
+    stats.workStarted++
+    await sleep(ms, undefined, { signal: request.breakwater?.signal })
+    return { workedMs: ms }
+  })
+})
+
+// POST /api/orders (Idempotency-Key required): the first request with a key executes — 201 with a fresh order id —
+// and a retry with the same key gets that stored response again (`Idempotent-Replayed: true`); a duplicate arriving
+// while it still runs gets 409 + Retry-After, the same key with another body 422. Keys are scoped per caller (the
+// bearer token), in Redis when REDIS_URL is set so every instance agrees. ?delayMs=N holds the handler.
+const orderKeys = redis ? new RedisIdempotencyStore({ client: redis }) : new MemoryIdempotencyStore()
+await app.register(idempotency, {
+  global: false,
+  store: orderKeys,
+  required: true,
+  scope: (request) => caller(request.header('authorization')),
+})
+app.post('/api/orders', { config: { idempotency: { id: 'orders' } } }, async (request, reply) => {
+  const delayMs = slowMs(/** @type {{ delayMs?: string }} */ (request.query).delayMs)
+  await sleep(delayMs, undefined, { signal: request.breakwater?.signal })
+  stats.ordersExecuted++
+  reply.code(201)
+  return { id: randomUUID(), order: request.body ?? null }
+})
+
+/**
+ * The demo's caller: the bearer token is the user id; no token means anonymous.
+ * @param {string | undefined} authorization
+ */
+function caller(authorization) {
+  const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? '')
+  return match ? `user:${match[1]}` : 'anonymous'
+}
+
 app.get('/debug/stats', async () => stats)
 
 await app.listen({ host: '127.0.0.1', port })
 console.log(`listening on http://127.0.0.1:${port} (store: ${redis ? 'redis' : 'memory'})`)
+app.health.markStarted() // nothing to warm up: startup is complete once listening
 
-for (const signal of /** @type {const} */ (['SIGTERM', 'SIGINT'])) {
-  process.once(signal, async () => {
-    await app.close()
-    await redis?.quit()
-  })
-}
+// SIGTERM/SIGINT: readiness fails at once; after SHUTDOWN_DRAIN_MS (behind a load balancer: 5 s or more) the
+// listener closes; in-flight requests get until SHUTDOWN_TIMEOUT_MS, then their signals abort; Redis is closed last.
+subscribe('breakwater:shutdown:phase', (message) => {
+  const event = /** @type {import('@breakwater/fastify').ShutdownPhaseEvent} */ (message)
+  console.log(
+    `shutdown: ${event.phase} after ${event.elapsedSeconds.toFixed(2)} s${event.exitCode === undefined ? '' : ` (exit ${event.exitCode})`}`,
+  )
+})
+gracefulShutdown(app, {
+  drainDelayMs: envMs('SHUTDOWN_DRAIN_MS', 1_000),
+  timeoutMs: envMs('SHUTDOWN_TIMEOUT_MS', 10_000),
+  hooks: redis ? [{ name: 'redis', run: () => redis.quit() }] : [],
+})
 
 /**
  * TRUST_PROXY → Fastify `trustProxy`: unset, "" or "false" trusts no proxy headers; "true" trusts every hop
@@ -94,4 +180,14 @@ function trustProxy(value) {
 function slowMs(value) {
   const ms = Number(value)
   return Number.isInteger(ms) && ms >= 0 && ms <= 60_000 ? ms : 0
+}
+
+/**
+ * A duration in ms from the environment, or `fallback` when unset.
+ * @param {string} name
+ * @param {number} fallback
+ */
+function envMs(name, fallback) {
+  const value = process.env[name]
+  return value === undefined || value === '' ? fallback : Number(value)
 }

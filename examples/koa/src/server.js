@@ -1,10 +1,22 @@
 // The Breakwater example app for Koa: the routes of the example contract (ARCHITECTURE.md), each showing one
 // policy. Start it with `pnpm --dir examples/koa start` after `pnpm build` at the root.
 
+import { randomUUID } from 'node:crypto'
 import { subscribe } from 'node:diagnostics_channel'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { MemoryStore, rateLimit, timeout } from '@breakwater/koa'
-import { RedisStore } from '@breakwater/redis'
+import {
+  eventLoopDelayCheck,
+  gracefulShutdown,
+  health,
+  heapCheck,
+  idempotency,
+  loadShedding,
+  MemoryIdempotencyStore,
+  MemoryStore,
+  rateLimit,
+  timeout,
+} from '@breakwater/koa'
+import { RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis'
 import Router from '@koa/router'
 import { Redis } from 'ioredis'
 import Koa from 'koa'
@@ -25,7 +37,15 @@ if (redis) {
 const store = redis ? new RedisStore({ client: redis }) : new MemoryStore()
 
 /** What the handlers really did, for black-box checks. */
-const stats = { limitedExecuted: 0, limitedRejected: 0, slowStarted: 0, slowAborted: 0, slowCompleted: 0 }
+const stats = {
+  ordersExecuted: 0,
+  limitedExecuted: 0,
+  limitedRejected: 0,
+  slowStarted: 0,
+  slowAborted: 0,
+  slowCompleted: 0,
+  workStarted: 0,
+}
 // Rejected requests never reach a handler: count them from the limiter's decision events.
 subscribe('breakwater:rate-limit:decision', (message) => {
   const event = /** @type {import('@breakwater/koa').RateLimitDecisionEvent} */ (message)
@@ -44,6 +64,20 @@ if (trust !== '' && trust !== 'false') {
   app.proxy = true
   if (trust !== 'true') app.maxIpsCount = Number(trust)
 }
+
+// Health probes (GET/HEAD /livez, /readyz, /startupz) come first, so no policy below ever limits, sheds or
+// times them out. Details (checks, timings) only for `Authorization: Bearer $HEALTH_TOKEN`.
+const healthToken = process.env.HEALTH_TOKEN ?? ''
+// The /api/work load shedder (defined here so readiness can report its overload state).
+const workShedding = loadShedding({ id: 'work', limit: 4 })
+const probes = health({
+  // Overload shows in /readyz as `warn` (still 200): shedding one demo route should not pull the instance.
+  overload: workShedding,
+  overloadStatus: 'warn',
+  checks: [...(redis ? [redisCheck(redis)] : []), eventLoopDelayCheck(), heapCheck()],
+  authorize: (request) => healthToken !== '' && request.header('authorization') === `Bearer ${healthToken}`,
+})
+app.use(probes)
 
 // Every request gets a deadline and one AbortSignal (ctx.breakwater.signal); routes may set their own budget.
 app.use(timeout({ timeoutMs: '10s' }))
@@ -75,6 +109,62 @@ router.get('/api/slow', timeout({ timeoutMs: 200 }), async (ctx) => {
   ctx.body = { waitedMs: ms }
 })
 
+// GET /api/work?ms=N: the handler holds a slot for N ms, as work bounded by a downstream would. At most 4 run at
+// once (a static limit, so the demo is predictable; without `limit` it adapts, Gradient2); the rest are shed at
+// once with 503 problem+json (BW_OVERLOADED) and a jittered Retry-After, instead of queueing and slowing everyone.
+router.get('/api/work', workShedding, async (ctx) => {
+  const ms = slowMs(ctx.query.ms)
+  stats.workStarted++
+  await sleep(ms, undefined, { signal: ctx.breakwater?.signal })
+  ctx.body = { workedMs: ms }
+})
+
+// POST /api/orders (Idempotency-Key required): the first request with a key executes — 201 with a fresh order id —
+// and a retry with the same key gets that stored response again (`Idempotent-Replayed: true`); a duplicate arriving
+// while it still runs gets 409 + Retry-After, the same key with another body 422. Keys are scoped per caller (the
+// bearer token), in Redis when REDIS_URL is set so every instance agrees. ?delayMs=N holds the handler.
+const orderKeys = redis ? new RedisIdempotencyStore({ client: redis }) : new MemoryIdempotencyStore()
+router.post(
+  '/api/orders',
+  jsonBody,
+  idempotency({ id: 'orders', store: orderKeys, required: true, scope: (r) => caller(r.header('authorization')) }),
+  async (ctx) => {
+    await sleep(slowMs(ctx.query.delayMs), undefined, { signal: ctx.breakwater?.signal })
+    stats.ordersExecuted++
+    ctx.status = 201
+    ctx.body = { id: randomUUID(), order: /** @type {{ body?: unknown }} */ (ctx.request).body ?? null }
+  },
+)
+
+/**
+ * The demo's caller: the bearer token is the user id; no token means anonymous.
+ * @param {string | undefined} authorization
+ */
+function caller(authorization) {
+  const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? '')
+  return match ? `user:${match[1]}` : 'anonymous'
+}
+
+/**
+ * Koa has no body parser built in: read a JSON body into `ctx.request.body`, as koa-bodyparser would (the
+ * idempotency fingerprint reads it there).
+ * @param {import('koa').Context} ctx
+ * @param {import('koa').Next} next
+ */
+async function jsonBody(ctx, next) {
+  if (ctx.is('application/json')) {
+    const chunks = []
+    for await (const chunk of ctx.req) chunks.push(/** @type {Buffer} */ (chunk))
+    const request = /** @type {{ body?: unknown }} */ (ctx.request)
+    try {
+      request.body = JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null')
+    } catch {
+      ctx.throw(400, 'Invalid JSON body')
+    }
+  }
+  await next()
+}
+
 router.get('/debug/stats', (ctx) => {
   ctx.body = stats
 })
@@ -83,16 +173,22 @@ app.use(router.routes()).use(router.allowedMethods())
 
 const server = app.listen(port, '127.0.0.1', () => {
   console.log(`listening on http://127.0.0.1:${port} (store: ${redis ? 'redis' : 'memory'})`)
+  probes.health.markStarted() // nothing to warm up: startup is complete once listening
 })
 
-for (const signal of /** @type {const} */ (['SIGTERM', 'SIGINT'])) {
-  process.once(signal, () => {
-    server.close(() => {
-      void redis?.quit()
-    })
-    server.closeIdleConnections()
-  })
-}
+// SIGTERM/SIGINT: readiness fails at once; after SHUTDOWN_DRAIN_MS (behind a load balancer: 5 s or more) the
+// listener closes; in-flight requests get until SHUTDOWN_TIMEOUT_MS, then their signals abort; Redis is closed last.
+subscribe('breakwater:shutdown:phase', (message) => {
+  const event = /** @type {import('@breakwater/koa').ShutdownPhaseEvent} */ (message)
+  console.log(
+    `shutdown: ${event.phase} after ${event.elapsedSeconds.toFixed(2)} s${event.exitCode === undefined ? '' : ` (exit ${event.exitCode})`}`,
+  )
+})
+gracefulShutdown(server, {
+  drainDelayMs: envMs('SHUTDOWN_DRAIN_MS', 1_000),
+  timeoutMs: envMs('SHUTDOWN_TIMEOUT_MS', 10_000),
+  hooks: redis ? [{ name: 'redis', run: () => redis.quit() }] : [],
+})
 
 /**
  * The `ms` query parameter of /api/slow: whole milliseconds from 0 to 60 000 (anything else counts as 0).
@@ -101,4 +197,14 @@ for (const signal of /** @type {const} */ (['SIGTERM', 'SIGINT'])) {
 function slowMs(value) {
   const ms = Number(value)
   return Number.isInteger(ms) && ms >= 0 && ms <= 60_000 ? ms : 0
+}
+
+/**
+ * A duration in ms from the environment, or `fallback` when unset.
+ * @param {string} name
+ * @param {number} fallback
+ */
+function envMs(name, fallback) {
+  const value = process.env[name]
+  return value === undefined || value === '' ? fallback : Number(value)
 }

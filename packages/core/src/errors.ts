@@ -21,6 +21,20 @@ export const ErrorCode = {
   ClientGone: 'BW_CLIENT_GONE',
   /** The process is shutting down and in-flight work was cancelled (HTTP 503). */
   Shutdown: 'BW_SHUTDOWN',
+  /** A health check did not answer within its `timeoutMs` (the reason of the signal it was given). */
+  HealthCheckTimeout: 'BW_HEALTH_CHECK_TIMEOUT',
+  /** A graceful-shutdown hook did not finish within its timeout (the reason of the signal it was given). */
+  ShutdownHookTimeout: 'BW_SHUTDOWN_HOOK_TIMEOUT',
+  /** A covered request has no Idempotency-Key and the policy requires one (HTTP 400). */
+  IdempotencyKeyMissing: 'BW_IDEMPOTENCY_KEY_MISSING',
+  /** The Idempotency-Key header is malformed, too long or repeated (HTTP 400). */
+  IdempotencyKeyInvalid: 'BW_IDEMPOTENCY_KEY_INVALID',
+  /** A request with the same Idempotency-Key is still being processed (HTTP 409). */
+  IdempotencyInProgress: 'BW_IDEMPOTENCY_IN_PROGRESS',
+  /** The Idempotency-Key was already used with a different request payload (HTTP 422). */
+  IdempotencyMismatch: 'BW_IDEMPOTENCY_MISMATCH',
+  /** The service is overloaded and shed the request: concurrency limit, queue or pressure (HTTP 503). */
+  Overloaded: 'BW_OVERLOADED',
 } as const
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]

@@ -16,6 +16,22 @@ export const channels = {
   timeoutDecision: diagnostics.channel('breakwater:timeout:decision'),
   /** A handler wrote after its request had been answered at the deadline (once per request): {@link TimeoutLateWriteEvent}. */
   timeoutLateWrite: diagnostics.channel('breakwater:timeout:late-write'),
+  /** One message per health check run (cached answers publish nothing): {@link HealthCheckEvent}. */
+  healthCheck: diagnostics.channel('breakwater:health:check'),
+  /** One message per probe answered: {@link HealthProbeEvent}. */
+  healthProbe: diagnostics.channel('breakwater:health:probe'),
+  /** One message per graceful-shutdown phase: {@link ShutdownPhaseEvent}. */
+  shutdownPhase: diagnostics.channel('breakwater:shutdown:phase'),
+  /** One message per request with (or missing) an Idempotency-Key: {@link IdempotencyDecisionEvent}. */
+  idempotencyDecision: diagnostics.channel('breakwater:idempotency:decision'),
+  /** What became of a claimed key when its request ended (stored, released, …): {@link IdempotencySettledEvent}. */
+  idempotencySettled: diagnostics.channel('breakwater:idempotency:settled'),
+  /** One message per load-shedding decision (admitted, queued, shed, …): {@link LoadSheddingDecisionEvent}. */
+  loadSheddingDecision: diagnostics.channel('breakwater:load-shedding:decision'),
+  /** The adaptive concurrency limit changed: {@link LoadSheddingLimitEvent}. */
+  loadSheddingLimit: diagnostics.channel('breakwater:load-shedding:limit'),
+  /** The pressure signals crossed (or fell back under) a threshold: {@link LoadSheddingPressureEvent}. */
+  loadSheddingPressure: diagnostics.channel('breakwater:load-shedding:pressure'),
 } as const
 
 /** Payload of `breakwater:rate-limit:decision`. */
@@ -79,6 +95,47 @@ export interface TimeoutLateWriteEvent {
   /** Seconds between the deadline and the late write. */
   lateSeconds: number
   request: RequestView | undefined
+}
+
+/** Payload of `breakwater:health:check`. */
+export interface HealthCheckEvent {
+  /** The check's `component:measurement` key. */
+  check: string
+  outcome: 'pass' | 'warn' | 'fail' | 'timed_out'
+  critical: boolean
+  durationSeconds: number
+  /** What the check threw (or the timeout error), if it failed. */
+  error: unknown
+}
+
+/** Payload of `breakwater:health:probe`. */
+export interface HealthProbeEvent {
+  probe: 'live' | 'ready' | 'startup'
+  outcome: 'pass' | 'warn' | 'fail'
+  /** Whether the caller was authorized to see details. */
+  detailed: boolean
+  durationSeconds: number
+  request: RequestView | undefined
+}
+
+/** Payload of `breakwater:shutdown:phase`. */
+export interface ShutdownPhaseEvent {
+  /**
+   * `draining`: readiness fails, still serving. `closing`: stopped accepting, waiting for in-flight requests.
+   * `timed_out`: the shutdown timeout hit and in-flight requests were aborted. `hook`: one hook finished (see
+   * `hook`, `error`). `exit`: done, with `exitCode`.
+   */
+  phase: 'draining' | 'closing' | 'timed_out' | 'hook' | 'exit'
+  /** What started the shutdown: the signal name, or the reason given to `trigger()`. */
+  reason: string
+  /** Seconds since the shutdown started. */
+  elapsedSeconds: number
+  /** The hook's name (`hook` phase). */
+  hook?: string
+  /** The hook's failure or timeout (`hook` phase). */
+  error?: unknown
+  /** `exit` phase: 0 when clean, 1 when the timeout hit or a hook failed. */
+  exitCode?: number
 }
 
 /** Publish without letting a throwing subscriber reach the request. */

@@ -24,15 +24,87 @@ export {
 } from './errors.js'
 export {
   channels,
+  type HealthCheckEvent,
+  type HealthProbeEvent,
   type RateLimitDecisionEvent,
+  type ShutdownPhaseEvent,
   type StoreErrorEvent,
   type TimeoutDecisionEvent,
   type TimeoutLateWriteEvent,
   type WarningEvent,
 } from './events.js'
+export {
+  type EventLoopDelayCheckOptions,
+  eventLoopDelayCheck,
+  type HeapCheckOptions,
+  heapCheck,
+} from './health/built-in-checks.js'
+export { createHealth, HEALTH_CONTENT_TYPE, type Health } from './health/health.js'
+export type {
+  CheckOutcome,
+  CheckReport,
+  HealthBody,
+  HealthCheck,
+  HealthInfo,
+  HealthOptions,
+  HealthStatus,
+  OverloadSource,
+  ProbeAnswer,
+  ProbeKind,
+  ProbeRoute,
+} from './health/types.js'
+export type { IdempotencyDecisionEvent, IdempotencySettledEvent } from './idempotency/events.js'
+export { canonicalJson, type Fingerprinter, type FingerprintOptions } from './idempotency/fingerprint.js'
+export {
+  createIdempotency,
+  defaultStoreStatus,
+  type ExecuteDecision,
+  type Idempotency,
+  type IdempotencyDecision,
+  type IdempotencyOptions,
+  type IdempotencyTicket,
+} from './idempotency/idempotency.js'
+export { MAX_IDEMPOTENCY_KEY_LENGTH, parseIdempotencyKey } from './idempotency/key-header.js'
+export {
+  MemoryIdempotencyStore,
+  type MemoryIdempotencyStoreOptions,
+} from './idempotency/memory-idempotency-store.js'
+export type {
+  ClaimResult,
+  CompletedRecord,
+  IdempotencyRecord,
+  IdempotencyStore,
+  InProgressRecord,
+  ReplayDecision,
+  StoredResponse,
+} from './idempotency/types.js'
 export type { Clock } from './internal/clock.js'
 export type { Duration } from './internal/validate.js'
 export type { WarningLogger } from './internal/warn.js'
+export type {
+  LoadSheddingDecisionEvent,
+  LoadSheddingLimitEvent,
+  LoadSheddingPressureEvent,
+} from './load-shedding/events.js'
+export type {
+  AimdOptions,
+  Gradient2Options,
+  LimitOptions,
+  LimitSample,
+  StaticLimitOptions,
+  VegasOptions,
+} from './load-shedding/limits.js'
+export {
+  createLoadShedder,
+  type ExcludeRule,
+  type LoadShedder,
+  type LoadSheddingOptions,
+  type OverloadState,
+  type Permit,
+  type Priority,
+  type QueueOptions,
+} from './load-shedding/load-shedder.js'
+export type { PressureOptions, PressureReadings, PressureSignal } from './load-shedding/pressure.js'
 export { PROBLEM_CONTENT_TYPE, type ProblemDetails, ProblemType } from './problem.js'
 export { type Evaluation, evaluate } from './rate-limit/algorithms.js'
 export { boundKey, hashKey, ipKey, MAX_KEY_LENGTH } from './rate-limit/client-key.js'
@@ -47,6 +119,15 @@ export {
 } from './rate-limit/rate-limiter.js'
 export type { Algorithm, RateLimitResult, RateLimitStore, ResolvedRule, RuleResult } from './rate-limit/types.js'
 export type { HeaderList, RequestView } from './request-view.js'
+export {
+  createGracefulShutdown,
+  type GracefulShutdown,
+  type GracefulShutdownOptions,
+  isDraining,
+  type ServerCloser,
+  type ShutdownHook,
+  type ShutdownResult,
+} from './shutdown/graceful-shutdown.js'
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory-store.js'
 export { guardLateWrites } from './timeout/late-writes.js'
 export {

@@ -1,0 +1,140 @@
+// Fastify plugin for the core idempotency policy: one policy per route config, created once in `onRoute`; the
+// decision runs in `preHandler` (the body is parsed by then) and the response is handed to the ticket in `onSend`.
+
+import {
+  createIdempotency,
+  type Idempotency,
+  type IdempotencyDecision,
+  type IdempotencyOptions,
+  type IdempotencyTicket,
+  isPromiseLike,
+  type MaybePromise,
+} from '@breakwater/core'
+import type {
+  FastifyPluginCallback,
+  FastifyReply,
+  FastifyRequest,
+  HookHandlerDoneFunction,
+  onErrorHookHandler,
+  onSendHookHandler,
+  preHandlerHookHandler,
+} from 'fastify'
+import fp from 'fastify-plugin'
+import { sendRejection } from './reply.js'
+import { requestView } from './request-view.js'
+
+/** Plugin options: the default policy of every route, plus `global`. */
+export interface FastifyIdempotencyOptions extends IdempotencyOptions {
+  /** Cover every route whose method the policy covers (`true`, default), or only routes with `config.idempotency`. */
+  global?: boolean
+}
+
+/** What a route's `config.idempotency` accepts: its own options (merged over the plugin's), or `false` for none. */
+export type RouteIdempotencyConfig = IdempotencyOptions | false
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Per-route idempotency: options merged over the plugin's (e.g. `{ required: true }`), or `false` for none. */
+    idempotency?: RouteIdempotencyConfig
+  }
+  interface FastifyRequest {
+    /** @internal The response capture of a request that claimed its Idempotency-Key; `null` otherwise. */
+    breakwaterIdempotency: IdempotencyTicket | null
+  }
+}
+
+/** A route's decision hook, with its policy. */
+type Hook = preHandlerHookHandler & { readonly policy: Idempotency }
+
+const plugin: FastifyPluginCallback<FastifyIdempotencyOptions> = (fastify, options, done) => {
+  const { global = true, ...base } = options
+  const globalHook = global ? hookFor(createIdempotency(base)) : undefined
+  // Declared up front so every request object keeps one shape.
+  if (!fastify.hasRequestDecorator('breakwaterIdempotency')) fastify.decorateRequest('breakwaterIdempotency', null)
+  const routes = new Map<RouteIdempotencyConfig, Hook>()
+  fastify.addHook('onRoute', (route) => {
+    const config = route.config?.idempotency
+    if (config === false || (config === undefined && globalHook === undefined)) return
+    let hook = globalHook as Hook
+    if (config !== undefined) {
+      hook = routes.get(config) ?? hookFor(createIdempotency({ ...base, ...config }))
+      routes.set(config, hook)
+    }
+    if (![route.method].flat().some((method) => hook.policy.covers(method))) return
+    // Last: after authentication and other preHandlers (a `scope` function may read what they set).
+    route.preHandler = [...listOf(route.preHandler), hook]
+    route.onSend = [captureResponse, ...listOf(route.onSend)]
+    route.onError = [releaseOnError, ...listOf(route.onError)]
+  })
+  done()
+}
+
+function listOf<T>(hooks: T | T[] | undefined): T[] {
+  return hooks === undefined ? [] : ([hooks].flat() as T[])
+}
+
+function hookFor(policy: Idempotency): Hook {
+  const breakwaterIdempotency: preHandlerHookHandler = (request, reply, done) => {
+    let decision: MaybePromise<IdempotencyDecision>
+    try {
+      decision = policy.check(requestView(request, reply), request.body)
+    } catch (error) {
+      return done(error as Error) // a user's `scope` or `fingerprint` function threw: the error handler answers
+    }
+    if (isPromiseLike(decision)) decision.then((settled) => apply(settled, request, reply, done)).catch(done)
+    else apply(decision, request, reply, done)
+  }
+  return Object.assign(breakwaterIdempotency, { policy })
+}
+
+function apply(
+  decision: IdempotencyDecision,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  done: HookHandlerDoneFunction,
+): void {
+  if (reply.sent) {
+    // Another hook (a timeout, say) answered while the store was deciding: nothing will run.
+    if (decision.action === 'execute') decision.ticket.abandon('aborted')
+    return
+  }
+  if (decision.action === 'continue') done()
+  else if (decision.action === 'reject') sendRejection(reply, decision)
+  else if (decision.action === 'replay') {
+    reply.code(decision.status)
+    for (const [name, value] of decision.headers) reply.header(name, value)
+    reply.send(decision.body)
+  } else {
+    request.breakwaterIdempotency = decision.ticket
+    done()
+  }
+}
+
+/** The serialized payload is final here: store it (the reply waits for the record) or release the key. */
+const captureResponse: onSendHookHandler = function breakwaterIdempotencyCapture(request, reply, payload, done) {
+  const ticket = request.breakwaterIdempotency
+  if (ticket === null || ticket.settled) return done(null, payload)
+  const stored = ticket.finish(reply.statusCode, (name) => reply.getHeader(name), payload)
+  if (stored === undefined) done(null, payload)
+  else stored.then(() => done(null, payload))
+}
+
+/** A thrown error is not a response to store, whatever status the error handler gives it. */
+const releaseOnError: onErrorHookHandler = function breakwaterIdempotencyError(request, _reply, _error, done) {
+  request.breakwaterIdempotency?.abandon('error')
+  done()
+}
+
+/**
+ * Fastify plugin: Idempotency-Key handling on every POST and PATCH route (the policy's `methods`), or, with
+ * `global: false`, on routes with `config.idempotency`. Options are the defaults of every route's policy,
+ * checked at registration (`BW_INVALID_OPTION`); routes override them with `config: { idempotency: { … } }` or
+ * opt out with `config: { idempotency: false }`. The decision runs in `preHandler`, after body parsing and your
+ * own preHandlers; the serialized response is stored in `onSend` before it goes out. A streamed payload or a
+ * thrown error is not stored and frees the key.
+ *
+ * @example
+ * await app.register(idempotency, { scope: (req) => req.header('authorization'), global: false })
+ * app.post('/orders', { config: { idempotency: { required: true } } }, createOrder)
+ */
+export const idempotency = fp(plugin, { fastify: '5.x', name: '@breakwater/fastify-idempotency' })

@@ -1,0 +1,156 @@
+// One set of behaviours every IdempotencyStore must show, run against MemoryIdempotencyStore, and
+// RedisIdempotencyStore on one Redis and on a real 3-master Redis Cluster: atomic claims, owner-checked
+// complete/release, a lock TTL separate from the record TTL, and bodies kept byte for byte.
+
+import { randomUUID } from 'node:crypto'
+import { type IdempotencyStore, MemoryIdempotencyStore, type StoredResponse } from '@breakwater/core'
+import { RedisIdempotencyStore } from '@breakwater/redis'
+import { Cluster, Redis } from 'ioredis'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type RedisCluster, sleep, startCluster, testRedisUrl, untilReady } from '../support/redis-server.js'
+
+interface Target {
+  name: string
+  store?: IdempotencyStore
+  /** Redis only: the client, to inspect keys. */
+  admin?: Redis | Cluster
+}
+
+const targets: Target[] = [
+  { name: 'MemoryIdempotencyStore' },
+  { name: 'RedisIdempotencyStore on a single Redis' },
+  { name: 'RedisIdempotencyStore on a 3-master Redis Cluster' },
+]
+const [memoryTarget, singleTarget, clusterTarget] = targets as [Target, Target, Target]
+
+let cluster: RedisCluster | undefined
+let single: Redis | undefined
+let clusterClient: Cluster | undefined
+const prefix = `bw-idem-conformance-${randomUUID().slice(0, 8)}:`
+const HOUR = 3_600_000
+
+beforeAll(async () => {
+  memoryTarget.store = new MemoryIdempotencyStore()
+  single = new Redis(testRedisUrl(), { enableOfflineQueue: false, maxRetriesPerRequest: 1, enableAutoPipelining: true })
+  cluster = await startCluster()
+  clusterClient = new Cluster(cluster.startupNodes, {
+    enableOfflineQueue: false,
+    enableAutoPipelining: true,
+    redisOptions: { maxRetriesPerRequest: 1 },
+  })
+  await Promise.all([untilReady(single), untilReady(clusterClient)])
+  const s = single
+  singleTarget.store = new RedisIdempotencyStore({ client: s, prefix })
+  singleTarget.admin = s
+  const c = clusterClient
+  clusterTarget.store = new RedisIdempotencyStore({ client: c, prefix })
+  clusterTarget.admin = c
+})
+
+afterAll(async () => {
+  single?.disconnect()
+  clusterClient?.disconnect()
+  await cluster?.stop()
+})
+
+let counter = 0
+const freshKey = (label: string): string => `idempotency:${label}-${++counter}`
+const response = (body: Buffer | string, status = 201): StoredResponse => ({
+  status,
+  headers: [
+    ['Content-Type', 'application/json'],
+    ['Location', '/orders/1'],
+  ],
+  body: Buffer.isBuffer(body) ? body : Buffer.from(body),
+})
+
+describe.each(targets)('$name', (target) => {
+  const store = (): IdempotencyStore => target.store!
+
+  it('lets exactly one of 50 concurrent claims of a key win; the others see it in progress', async () => {
+    const key = freshKey('race')
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => store().claim(key, 'fp', `token-${i}`, 30_000)),
+    )
+    expect(results.filter((r) => r.state === 'claimed')).toHaveLength(1)
+    for (const r of results.filter((r) => r.state !== 'claimed')) {
+      expect(r).toMatchObject({ state: 'in_progress', fingerprint: 'fp' })
+      if (r.state === 'in_progress') {
+        expect(r.lockExpiresInMs).toBeGreaterThan(25_000)
+        expect(r.lockExpiresInMs).toBeLessThanOrEqual(30_000)
+      }
+    }
+  })
+
+  it('stores the owner’s response and returns it byte for byte, with its fingerprint, to later claims', async () => {
+    const key = freshKey('complete')
+    const bytes = Buffer.from([0xff, 0x00, 0xfe, 0x7b, 0x22, 0xc3])
+    expect(await store().claim(key, 'fp-1', 'owner', 30_000)).toEqual({ state: 'claimed' })
+    expect(await store().complete(key, 'owner', response(bytes), HOUR)).toBe(true)
+    const again = await store().claim(key, 'fp-2', 'other', 30_000)
+    expect(again.state).toBe('completed')
+    if (again.state !== 'completed') return
+    expect(again.fingerprint).toBe('fp-1')
+    expect(again.response.status).toBe(201)
+    expect(again.response.headers).toEqual(response('').headers)
+    expect(Buffer.compare(again.response.body, bytes)).toBe(0)
+    expect(await store().get(key)).toMatchObject({ state: 'completed', fingerprint: 'fp-1' })
+  })
+
+  it('keeps an empty body empty', async () => {
+    const key = freshKey('empty')
+    await store().claim(key, 'fp', 'owner', 30_000)
+    await store().complete(key, 'owner', response('', 204), HOUR)
+    const record = await store().get(key)
+    expect(record?.state === 'completed' && record.response.body.length).toBe(0)
+  })
+
+  it('completes and releases only for the owner token', async () => {
+    const key = freshKey('owner')
+    await store().claim(key, 'fp', 'owner', 30_000)
+    expect(await store().complete(key, 'intruder', response('x'), HOUR)).toBe(false)
+    expect(await store().release(key, 'intruder')).toBe(false)
+    expect((await store().get(key))?.state).toBe('in_progress')
+    expect(await store().release(key, 'owner')).toBe(true)
+    expect(await store().get(key)).toBeUndefined()
+    expect(await store().claim(key, 'fp', 'next', 30_000)).toEqual({ state: 'claimed' })
+    // A completed record cannot be released or overwritten by anyone.
+    expect(await store().complete(key, 'next', response('first'), HOUR)).toBe(true)
+    expect(await store().release(key, 'next')).toBe(false)
+    expect(await store().complete(key, 'next', response('second'), HOUR)).toBe(false)
+    const record = await store().get(key)
+    expect(record?.state === 'completed' && record.response.body.toString()).toBe('first')
+  })
+
+  it('expires the lock after lockTtlMs (crash recovery) while a completed record lives recordTtlMs', async () => {
+    const crashed = freshKey('lock')
+    await store().claim(crashed, 'fp', 'dead-process', 150)
+    expect((await store().claim(crashed, 'fp', 'retry', 150)).state).toBe('in_progress')
+    await sleep(250)
+    expect(await store().claim(crashed, 'fp', 'retry', 30_000)).toEqual({ state: 'claimed' })
+    // The dead owner's late completion is refused: the key belongs to the retry now.
+    expect(await store().complete(crashed, 'dead-process', response('stale'), HOUR)).toBe(false)
+
+    const done = freshKey('record')
+    await store().claim(done, 'fp', 'owner', 150)
+    await store().complete(done, 'owner', response('kept'), 400)
+    await sleep(250) // past the lock TTL: a completed record is not bound by it
+    expect((await store().get(done))?.state).toBe('completed')
+    await sleep(300)
+    expect(await store().get(done)).toBeUndefined()
+  })
+
+  if (target.name.startsWith('Redis')) {
+    it('keeps one hash per record under <prefix>{<key>}:idempotency with the lock as its TTL', async () => {
+      const key = freshKey('layout')
+      await store().claim(key, 'fp', 'owner', 30_000)
+      const name = `${prefix}{${key}}:idempotency`
+      const node = target.admin!
+      expect(await node.type(name)).toBe('hash')
+      expect(await node.pttl(name)).toBeGreaterThan(25_000)
+      await store().complete(key, 'owner', response('x'), HOUR)
+      expect(await node.pttl(name)).toBeGreaterThan(HOUR - 60_000)
+      expect(await node.hexists(name, 't')).toBe(0)
+    })
+  }
+})
