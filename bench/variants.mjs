@@ -66,6 +66,16 @@ export const VARIANTS = {
   fastify: [
     { name: 'bare', store: 'none', kind: 'none', label: 'fastify (no limiter)' },
     { name: 'breakwater-memory', store: 'memory', kind: 'breakwater', label: '@breakwater/fastify' },
+    // Diagnostic: the same limiter sending no headers, to separate the limiter's cost from the cost of emitting
+    // two more response headers through Fastify and Node.
+    {
+      name: 'breakwater-memory-no-headers',
+      store: 'memory',
+      kind: 'breakwater',
+      label: '@breakwater/fastify, headers: false',
+      optional: true,
+      noTarget: true,
+    },
     { name: 'breakwater-redis', store: 'redis', kind: 'breakwater', label: '@breakwater/fastify + RedisStore' },
     {
       name: 'breakwater-timeout',

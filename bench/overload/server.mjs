@@ -16,8 +16,7 @@ const STATIC_LIMIT = 2 * SLOTS
 const VARIANTS = {
   none: async () => ({}),
 
-  // @fastify/under-pressure with the thresholds of its README. Not a dependency of this repository: the row is
-  // measured only when the package is installed in bench/ (`pnpm --dir bench add -D @fastify/under-pressure`).
+  // @fastify/under-pressure (a bench dependency) with the thresholds of its README.
   'under-pressure': async () => {
     let plugin
     try {

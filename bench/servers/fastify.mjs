@@ -22,6 +22,11 @@ const VARIANTS = {
     return { plugin: rateLimit, options: { limit: LIMIT, windowMs: WINDOW_MS } }
   },
 
+  'breakwater-memory-no-headers': async () => {
+    const rateLimit = await breakwater('@breakwater/fastify', 'rateLimit')
+    return { plugin: rateLimit, options: { limit: LIMIT, windowMs: WINDOW_MS, headers: false } }
+  },
+
   'breakwater-redis': async () => {
     const rateLimit = await breakwater('@breakwater/fastify', 'rateLimit')
     const RedisStore = await breakwater('@breakwater/redis', 'RedisStore')

@@ -2,6 +2,7 @@
 // subscribes, so an unobserved service pays one boolean check per event.
 
 import diagnostics from 'node:diagnostics_channel'
+import { ErrorCode } from './errors.js'
 import type { RequestView } from './request-view.js'
 
 /** Channel names. Stable: subscribers (and `@breakwater/otel`) rely on them. */
@@ -136,6 +137,25 @@ export interface ShutdownPhaseEvent {
   error?: unknown
   /** `exit` phase: 0 when clean, 1 when the timeout hit or a hook failed. */
   exitCode?: number
+}
+
+/** Publish a store failure on `breakwater:store:error` (only when someone listens). */
+export function publishStoreError(
+  policy: string,
+  operation: string,
+  error: unknown,
+  action: StoreErrorEvent['action'],
+  durationSeconds: number,
+): void {
+  if (!channels.storeError.hasSubscribers) return
+  publish(channels.storeError, {
+    policy,
+    operation,
+    kind: (error as { code?: string } | null)?.code === ErrorCode.StoreTimeout ? 'timeout' : 'error',
+    action,
+    error,
+    durationSeconds,
+  } satisfies StoreErrorEvent)
 }
 
 /** Publish without letting a throwing subscriber reach the request. */

@@ -1,5 +1,5 @@
 // RedisStore: rate-limit state shared by every process that talks to one Redis (or Redis Cluster).
-// One EVALSHA round trip per decision, timed by Redis's clock, on the user's own ioredis client.
+// One EVALSHA per key per event-loop turn, timed by Redis's clock, on the user's own ioredis client.
 
 import { createHash } from 'node:crypto'
 import {
@@ -42,6 +42,21 @@ const COMMAND_PREFIX = `breakwaterRateLimit_${createHash('sha1').update(RATE_LIM
 const CHARGE = '1'
 const REPORT = '0'
 const PREFIX_MAX_LENGTH = 128
+/**
+ * Most consumes coalesced into one script call. Bounds the script's run time (Redis is single-threaded) and
+ * the reply size; a full batch is sent at once and the next one starts.
+ */
+const MAX_BATCH = 64
+
+/** Concurrent consumes of one key with one rules array, waiting to be sent as one script call. */
+interface Batch {
+  readonly key: string
+  readonly rules: readonly ResolvedRule[]
+  /** The costs in call order, run-length encoded: cost, count, cost, count… (usually one pair). */
+  readonly costs: number[]
+  readonly resolves: Array<(result: RateLimitResult) => void>
+  readonly rejects: Array<(error: unknown) => void>
+}
 
 const plans = new WeakMap<readonly ResolvedRule[], Plan>()
 const NO_RULES: RateLimitResult = Object.freeze({ allowed: true, retryAfterMs: 0, rules: Object.freeze([]) })
@@ -71,6 +86,15 @@ export class RedisStore implements RateLimitStore {
   readonly #client: RedisClient
   /** Script command per number of rules (index), bound to the client. */
   readonly #commands: Array<ScriptCommand | undefined> = []
+  /** Consumes waiting for the end of this event-loop turn, by key. */
+  readonly #batches = new Map<string, Batch>()
+  #flushScheduled = false
+  readonly #flush = (): void => {
+    this.#flushScheduled = false
+    const batches = this.#batches
+    for (const batch of batches.values()) this.#send(batch)
+    batches.clear()
+  }
 
   constructor(options: RedisStoreOptions) {
     if (typeof options !== 'object' || options === null) {
@@ -97,33 +121,100 @@ export class RedisStore implements RateLimitStore {
     this.prefix = prefix
   }
 
-  /** Charge `cost` units against every rule of `key` if all of them allow it; otherwise charge nothing. */
+  /**
+   * Charge `cost` units against every rule of `key` if all of them allow it; otherwise charge nothing.
+   * Consumes of one key (with the same rules array) made in one event-loop turn travel as one script call (at
+   * most {@link MAX_BATCH}), decided in call order exactly as if they had been sent one by one.
+   */
   consume(key: string, rules: readonly ResolvedRule[], cost: number): Promise<RateLimitResult> {
-    return this.#run(key, rules, cost, CHARGE)
+    if (rules.length === 0) return Promise.resolve(NO_RULES)
+    const batches = this.#batches
+    let batch = batches.get(key)
+    if (batch !== undefined && (batch.rules !== rules || batch.resolves.length >= MAX_BATCH)) {
+      // Sent now, so it still reaches Redis before anything this call starts: call order is kept.
+      batches.delete(key)
+      this.#send(batch)
+      batch = undefined
+    }
+    if (batch === undefined) {
+      batch = { key, rules, costs: [], resolves: [], rejects: [] }
+      batches.set(key, batch)
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true
+        // setImmediate, not a microtask: it runs after the poll phase, so it gathers every request read in this
+        // turn (ioredis's auto-pipelining waits for the same moment).
+        setImmediate(this.#flush)
+      }
+    }
+    const pending = batch
+    const costs = pending.costs
+    const last = costs.length - 2
+    if (last >= 0 && costs[last] === cost) costs[last + 1] = (costs[last + 1] as number) + 1
+    else costs.push(cost, 1)
+    return new Promise<RateLimitResult>((resolve, reject) => {
+      pending.resolves.push(resolve)
+      pending.rejects.push(reject)
+    })
   }
 
-  /** What `consume` would answer, without writing anything. */
+  /** What `consume` would answer, without writing anything. Sent at once, not batched. */
   peek(key: string, rules: readonly ResolvedRule[], cost: number): Promise<RateLimitResult> {
-    return this.#run(key, rules, cost, REPORT)
+    const n = rules.length
+    if (n === 0) return Promise.resolve(NO_RULES)
+    const plan = planOf(rules)
+    this.#sendWaiting(key)
+    return this.#command(n)(this.#keys(key, plan), REPORT, plan.ruleArgs, cost, 1).then(toResult)
   }
 
   /** Delete the state of every rule of `key` (one DEL: the keys share a slot). */
   reset(key: string, rules: readonly ResolvedRule[]): Promise<void> {
     if (rules.length === 0) return Promise.resolve()
+    this.#sendWaiting(key)
     return this.#client.del(this.#keys(key, planOf(rules))).then(noop)
   }
 
   /** Nothing to release: the client is yours, and stays open. */
   shutdown(): void {}
 
-  #run(key: string, rules: readonly ResolvedRule[], cost: number, mode: string): Promise<RateLimitResult> {
+  /** Send the consumes of `key` still waiting, so a later peek or reset does not overtake them. */
+  #sendWaiting(key: string): void {
+    const batch = this.#batches.get(key)
+    if (batch === undefined) return
+    this.#batches.delete(key)
+    this.#send(batch)
+  }
+
+  #send(batch: Batch): void {
+    const { key, rules, costs, resolves, rejects } = batch
     const n = rules.length
-    if (n === 0) return Promise.resolve(NO_RULES)
     const plan = planOf(rules)
-    const command = this.#commands[n] ?? this.#define(n)
-    // ioredis flattens array arguments; the fixed key count makes the first key the first argument, which is
-    // what Cluster auto-pipelining groups by.
-    return command(this.#keys(key, plan), cost, mode, plan.ruleArgs).then(toResult)
+    let sent: Promise<unknown>
+    try {
+      // ioredis flattens array arguments; the fixed key count makes the first key the first argument, which is
+      // what Cluster auto-pipelining groups by.
+      sent = this.#command(n)(this.#keys(key, plan), CHARGE, plan.ruleArgs, costs)
+    } catch (error) {
+      for (const reject of rejects) reject(error)
+      return
+    }
+    sent.then(
+      (reply) => {
+        if (!Array.isArray(reply) || reply.length !== 3 * n * resolves.length) {
+          const error = new Error(`Unexpected reply from the rate-limit script: ${JSON.stringify(reply)}`)
+          for (const reject of rejects) reject(error)
+          return
+        }
+        for (let i = 0; i < resolves.length; i++)
+          (resolves[i] as (r: RateLimitResult) => void)(parse(reply, i * 3 * n, n))
+      },
+      (error: unknown) => {
+        for (const reject of rejects) reject(error)
+      },
+    )
+  }
+
+  #command(n: number): ScriptCommand {
+    return this.#commands[n] ?? this.#define(n)
   }
 
   #keys(key: string, plan: Plan): string[] {
@@ -162,17 +253,21 @@ function planOf(rules: readonly ResolvedRule[]): Plan {
   return plan
 }
 
-/** Parse the script's reply: `allowed, remaining, resetMs` per rule. */
+/** Parse a peek's reply: `allowed, remaining, resetMs` per rule. */
 function toResult(reply: unknown): RateLimitResult {
   if (!Array.isArray(reply) || reply.length === 0 || reply.length % 3 !== 0) {
     throw new Error(`Unexpected reply from the rate-limit script: ${JSON.stringify(reply)}`)
   }
-  const n = reply.length / 3
+  return parse(reply, 0, reply.length / 3)
+}
+
+/** One decision out of a reply: `allowed, remaining, resetMs` for each of `n` rules, from index `start`. */
+function parse(reply: unknown[], start: number, n: number): RateLimitResult {
   const rules = new Array<RuleResult>(n)
   let allowed = true
   let retryAfterMs = 0
   for (let i = 0; i < n; i++) {
-    const o = i * 3
+    const o = start + i * 3
     const ruleAllowed = reply[o] === 1
     const resetMs = Number(reply[o + 2])
     rules[i] = { allowed: ruleAllowed, remaining: reply[o + 1] as number, resetMs }

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { CONTINUE, type ContinueDecision, isPromiseLike, type MaybePromise, type RejectDecision } from '../decision.js'
 import { ErrorCode, InvalidOptionError } from '../errors.js'
-import { channels, publish, type StoreErrorEvent } from '../events.js'
+import { channels, publish, publishStoreError, type StoreErrorEvent } from '../events.js'
 import { monotonicNow } from '../internal/clock.js'
 import { type Duration, duration, nonNegativeNumber, oneOf, positiveInteger } from '../internal/validate.js'
 import { type WarningLogger, warnOnce } from '../internal/warn.js'
@@ -239,15 +239,9 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
     guard === undefined ? run() : guard.run(operation, run)
 
   const storeFailed = (error: unknown, operation: string, started: number, action: StoreErrorEvent['action']) => {
-    if (!channels.storeError.hasSubscribers) return
-    publish(channels.storeError, {
-      policy: id,
-      operation,
-      kind: (error as { code?: string }).code === ErrorCode.StoreTimeout ? 'timeout' : 'error',
-      action,
-      error,
-      durationSeconds: (monotonicNow() - started) / 1000,
-    } satisfies StoreErrorEvent)
+    if (channels.storeError.hasSubscribers) {
+      publishStoreError(id, operation, error, action, (monotonicNow() - started) / 1000)
+    }
   }
 
   const decided = (

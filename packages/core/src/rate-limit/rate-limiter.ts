@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto'
 import { CONTINUE, type Decision, isPromiseLike, type MaybePromise, type RejectDecision } from '../decision.js'
 import { ErrorCode, InvalidOptionError } from '../errors.js'
-import { channels, publish, type RateLimitDecisionEvent, type StoreErrorEvent } from '../events.js'
+import { channels, publish, publishStoreError, type RateLimitDecisionEvent } from '../events.js'
 import { monotonicNow } from '../internal/clock.js'
 import { evictOverflow } from '../internal/lru.js'
 import { type Duration, duration, nonNegativeNumber, oneOf, positiveInteger } from '../internal/validate.js'
@@ -238,14 +238,7 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
   ): MaybePromise<RateLimitResult | undefined | typeof STORE_CLOSED> => {
     const action = failure === 'fail-open' ? 'fail-open' : failure === 'fail-closed' ? 'fail-closed' : 'fallback'
     if (channels.storeError.hasSubscribers) {
-      publish(channels.storeError, {
-        policy: id,
-        operation,
-        kind: (error as { code?: string }).code === ErrorCode.StoreTimeout ? 'timeout' : 'error',
-        action,
-        error,
-        durationSeconds: (monotonicNow() - started) / 1000,
-      } satisfies StoreErrorEvent)
+      publishStoreError(id, operation, error, action, (monotonicNow() - started) / 1000)
     }
     if (failure === 'fail-open') return undefined
     if (failure === 'fail-closed') return STORE_CLOSED

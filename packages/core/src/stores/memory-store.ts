@@ -102,17 +102,7 @@ export class MemoryStore implements RateLimitStore {
     // Decide every rule into `pending` first; nothing is written unless every rule allows.
     for (let i = 0; i < rules.length; i++) {
       const o = i * 3
-      const e = state
-        ? evaluate(
-            rules[i] as ResolvedRule,
-            state[o] as number,
-            state[o + 1] as number,
-            state[o + 2] as number,
-            now,
-            cost,
-            scratch,
-          )
-        : evaluate(rules[i] as ResolvedRule, 0, 0, 0, now, cost, scratch)
+      const e = evaluateSlot(rules[i] as ResolvedRule, state, o, now, cost)
       results[i] = { allowed: e.allowed, remaining: e.remaining, resetMs: e.resetMs }
       pending[o] = e.next0
       pending[o + 1] = e.next1
@@ -127,18 +117,7 @@ export class MemoryStore implements RateLimitStore {
       // Nothing is charged, so the rules that would have allowed report their state as it stays.
       for (let i = 0; i < rules.length; i++) {
         if (!(results[i] as RuleResult).allowed) continue
-        const o = i * 3
-        const e = state
-          ? evaluate(
-              rules[i] as ResolvedRule,
-              state[o] as number,
-              state[o + 1] as number,
-              state[o + 2] as number,
-              now,
-              0,
-              scratch,
-            )
-          : evaluate(rules[i] as ResolvedRule, 0, 0, 0, now, 0, scratch)
+        const e = evaluateSlot(rules[i] as ResolvedRule, state, i * 3, now, 0)
         results[i] = { allowed: true, remaining: e.remaining, resetMs: e.resetMs }
       }
     }
@@ -161,4 +140,25 @@ export class MemoryStore implements RateLimitStore {
     }
     return { allowed, retryAfterMs: allowed ? 0 : retryAfterMs, rules: results }
   }
+}
+
+/** Evaluate one rule from its three slots at `offset` of `state` (a new key when `state` is undefined). */
+function evaluateSlot(
+  rule: ResolvedRule,
+  state: number[] | undefined,
+  offset: number,
+  now: number,
+  cost: number,
+): Evaluation {
+  return state === undefined
+    ? evaluate(rule, 0, 0, 0, now, cost, scratch)
+    : evaluate(
+        rule,
+        state[offset] as number,
+        state[offset + 1] as number,
+        state[offset + 2] as number,
+        now,
+        cost,
+        scratch,
+      )
 }

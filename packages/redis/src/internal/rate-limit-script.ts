@@ -2,18 +2,26 @@
 // It mirrors @breakwater/core's rate-limit/algorithms.ts step for step; the store conformance suite holds them together.
 
 /**
- * KEYS[i]: the state of rule i, a string `"<algorithm> <s0> <s1> <s2>"` (the three slots of algorithms.ts).
- * ARGV[1]: cost. ARGV[2]: `1` to charge (consume), `0` to only report (peek).
+ * KEYS[i]: the state of rule i. ARGV[1]: `1` to charge (consume), `0` to only report (peek).
  * Then four values per rule: algorithm (`g` gcra, `f` fixed-window, `s` sliding-window), limit, window ms, burst.
- * Returns three values per rule: allowed (1|0), remaining, resetMs (as a string: Lua numbers become integers).
- * Like the memory store, a denied decision charges nothing and the rules that would have allowed report their
- * state as it stays (evaluated again with cost 0).
+ * Then the cost of each request, run-length encoded as pairs `cost, count` (all-equal costs are one pair): the
+ * store coalesces concurrent consumes of one key into one call, and the script decides them in order against
+ * the evolving state — exactly as if they had arrived one after another at the
+ * same instant — and writes the final state once.
+ * Returns three values per rule per request: allowed (1|0), remaining, resetMs (as a string: Lua numbers become
+ * integers). Like the memory store, a denied decision charges nothing and the rules that would have allowed
+ * report their state as it stays (evaluated again with cost 0).
+ *
+ * State: an upper-case algorithm letter followed by the slots algorithms.ts uses, as little-endian doubles
+ * (`struct.pack`) — 1 for gcra, 2 for fixed-window, 3 for sliding-window. Binary doubles round-trip exactly and
+ * cost no formatting or pattern matching. The text state of earlier versions (`"<g|f|s> <s0> <s1> <s2>"`, `%.17g`)
+ * is still read, so an upgrade keeps every count.
  *
  * Differences from algorithms.ts are in the order of floating-point operations only. Times here are ms since the
  * epoch (~1.8e12), where a double resolves ~0.0002 ms — coarser than EPSILON (1e-6). So the script subtracts the
  * two epoch values first (exact for nearby doubles) and does the rest of the arithmetic on small numbers,
- * e.g. GCRA's `newTat − now` is computed as `max(tat − now, 0) + T·cost`. Stored numbers use `%.17g`, which
- * round-trips a double exactly (Lua's default `%.14g` would round epochs to 0.1 ms).
+ * e.g. GCRA's `newTat − now` is computed as `max(tat − now, 0) + T·cost`. resetMs is returned with `%.17g`,
+ * which round-trips a double exactly (Lua's default `%.14g` would round it).
  */
 export const RATE_LIMIT_LUA = `
 if redis.replicate_commands then redis.replicate_commands() end
@@ -83,60 +91,117 @@ local function evaluate(algorithm, limit, window, burst, s0, s1, s2, cost)
     sliding_retry_after(limit, window, elapsed, current, previous, cost), now_index, current, previous, ttl
 end
 
-local cost = tonumber(ARGV[1])
-local charge = ARGV[2] == '1'
+local TAGS = { g = 'G', f = 'F', s = 'S' }
+local FORMATS = { g = '<d', f = '<dd', s = '<ddd' }
+local LENGTHS = { g = 9, f = 17, s = 25 }
+
+-- The state slots of one rule; state written by another algorithm under the same rule name means nothing here.
+local function load(raw, algorithm)
+  if not raw then return 0, 0, 0 end
+  local tag = string.sub(raw, 1, 1)
+  if tag == TAGS[algorithm] then
+    if #raw ~= LENGTHS[algorithm] then return 0, 0, 0 end
+    if algorithm == 'g' then return (struct.unpack('<d', raw, 2)), 0, 0 end
+    if algorithm == 'f' then
+      local a, b = struct.unpack('<dd', raw, 2)
+      return a, b, 0
+    end
+    local a, b, c = struct.unpack('<ddd', raw, 2)
+    return a, b, c
+  end
+  if tag == algorithm then
+    local _, x, y, z = string.match(raw, '^(%a) (%S+) (%S+) (%S+)$')
+    return tonumber(x) or 0, tonumber(y) or 0, tonumber(z) or 0
+  end
+  return 0, 0, 0
+end
+
+local function store(key, algorithm, s0, s1, s2, ttl)
+  ttl = math.ceil(ttl)
+  if ttl < 1 then ttl = 1 end
+  redis.call('SET', key, TAGS[algorithm] .. struct.pack(FORMATS[algorithm], s0, s1, s2), 'PX', ttl)
+end
+
+local charge = ARGV[1] == '1'
 local n = #KEYS
-local stored = redis.call('MGET', unpack(KEYS))
-local params, states = {}, {}
-local oks, remainings, resets, next0, next1, next2, ttls = {}, {}, {}, {}, {}, {}, {}
-local allowed = true
-
-for i = 1, n do
-  local a = 3 + (i - 1) * 4
-  local p = { ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]) }
-  local s0, s1, s2 = 0, 0, 0
-  local raw = stored[i]
-  if raw then
-    local tag, x, y, z = string.match(raw, '^(%a) (%S+) (%S+) (%S+)$')
-    -- State written by another algorithm under the same rule name means nothing to this one.
-    if tag == p[1] then
-      s0, s1, s2 = tonumber(x) or 0, tonumber(y) or 0, tonumber(z) or 0
-    end
-  end
-  params[i], states[i] = p, { s0, s1, s2 }
-  local ok, remaining, reset, n0, n1, n2, ttl = evaluate(p[1], p[2], p[3], p[4], s0, s1, s2, cost)
-  oks[i], remainings[i], resets[i], ttls[i] = ok, remaining, reset, ttl
-  next0[i], next1[i], next2[i] = n0, n1, n2
-  if not ok then allowed = false end
-end
-
-if allowed then
-  -- Two phases, as in the memory store: nothing is written unless every rule allows.
-  if charge and cost > 0 then
-    for i = 1, n do
-      local ttl = math.ceil(ttls[i])
-      if ttl < 1 then ttl = 1 end
-      local value = params[i][1] .. ' ' .. string.format('%.17g', next0[i]) .. ' ' ..
-        string.format('%.17g', next1[i]) .. ' ' .. string.format('%.17g', next2[i])
-      redis.call('SET', KEYS[i], value, 'PX', string.format('%.0f', ttl))
-    end
-  end
-else
-  -- Nothing is charged, so the rules that would have allowed report their state as it stays.
-  for i = 1, n do
-    if oks[i] then
-      local p, s = params[i], states[i]
-      local _, remaining, reset = evaluate(p[1], p[2], p[3], p[4], s[1], s[2], s[3], 0)
-      remainings[i], resets[i] = remaining, reset
-    end
-  end
-end
-
+local first = 2 + 4 * n
+local last = #ARGV
 local reply = {}
+local r = 0
+
+if n == 1 then
+  -- The common case, without tables: one rule, so a decision is denied exactly when that rule denies.
+  local algorithm, limit, window, burst = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+  local s0, s1, s2 = load(redis.call('GET', KEYS[1]), algorithm)
+  local dirty, ttl = false, 0
+  for j = first, last, 2 do
+    local cost = tonumber(ARGV[j])
+    local write = charge and cost > 0
+    for _ = 1, tonumber(ARGV[j + 1]) do
+      local ok, remaining, reset, n0, n1, n2, t = evaluate(algorithm, limit, window, burst, s0, s1, s2, cost)
+      if ok and write then
+        s0, s1, s2, ttl, dirty = n0, n1, n2, t, true
+      end
+      reply[r + 1] = ok and 1 or 0
+      reply[r + 2] = remaining
+      reply[r + 3] = string.format('%.17g', reset)
+      r = r + 3
+    end
+  end
+  if dirty then store(KEYS[1], algorithm, s0, s1, s2, ttl) end
+  return reply
+end
+
+local stored = redis.call('MGET', unpack(KEYS))
+local algorithms, limits, windows, bursts, s0s, s1s, s2s, ttls = {}, {}, {}, {}, {}, {}, {}, {}
 for i = 1, n do
-  reply[#reply + 1] = oks[i] and 1 or 0
-  reply[#reply + 1] = remainings[i]
-  reply[#reply + 1] = string.format('%.17g', resets[i])
+  local a = 2 + (i - 1) * 4
+  local algorithm = ARGV[a]
+  algorithms[i], limits[i], windows[i], bursts[i] = algorithm, tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]),
+    tonumber(ARGV[a + 3])
+  s0s[i], s1s[i], s2s[i] = load(stored[i], algorithm)
+end
+local oks, remainings, resets, next0, next1, next2, nextTtls = {}, {}, {}, {}, {}, {}, {}
+local dirty = false
+
+for j = first, last, 2 do
+  local cost = tonumber(ARGV[j])
+  for _ = 1, tonumber(ARGV[j + 1]) do
+    local allowed = true
+    for i = 1, n do
+      local ok, remaining, reset, n0, n1, n2, t = evaluate(algorithms[i], limits[i], windows[i], bursts[i], s0s[i],
+        s1s[i], s2s[i], cost)
+      oks[i], remainings[i], resets[i], next0[i], next1[i], next2[i], nextTtls[i] = ok, remaining, reset, n0, n1, n2, t
+      if not ok then allowed = false end
+    end
+    if allowed then
+      -- Two phases, as in the memory store: nothing is charged unless every rule allows.
+      if charge and cost > 0 then
+        for i = 1, n do
+          s0s[i], s1s[i], s2s[i], ttls[i] = next0[i], next1[i], next2[i], nextTtls[i]
+        end
+        dirty = true
+      end
+    else
+      -- Nothing is charged, so the rules that would have allowed report their state as it stays.
+      for i = 1, n do
+        if oks[i] then
+          local _, remaining, reset = evaluate(algorithms[i], limits[i], windows[i], bursts[i], s0s[i], s1s[i], s2s[i], 0)
+          remainings[i], resets[i] = remaining, reset
+        end
+      end
+    end
+    for i = 1, n do
+      reply[r + 1] = oks[i] and 1 or 0
+      reply[r + 2] = remainings[i]
+      reply[r + 3] = string.format('%.17g', resets[i])
+      r = r + 3
+    end
+  end
+end
+
+if dirty then
+  for i = 1, n do store(KEYS[i], algorithms[i], s0s[i], s1s[i], s2s[i], ttls[i]) end
 end
 return reply
 `
