@@ -2,7 +2,6 @@
 // Usage: node bench/run.mjs [--duration 8] [--warmup 2] [--connections 32] [--repeat 1] [--only fastify,koa:bare]
 //        [--json] [--no-write] [--profile] [--strict]     (see bench/README.md)
 
-import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, arch as osArch, platform as osPlatform } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -18,7 +17,7 @@ import {
   stop,
   waitForQuietMachine,
 } from './lib/processes.mjs'
-import { renderTables, renderVerdicts, summarize } from './lib/report.mjs'
+import { formatMarkdown, renderTables, renderVerdicts, summarize } from './lib/report.mjs'
 import { snapshotSourceMaps, summarizeProfiles } from './profile.mjs'
 import { FRAMEWORKS, VARIANTS } from './variants.mjs'
 
@@ -379,16 +378,6 @@ async function main() {
   } else if (flags.strict && misses.length > 0) {
     log(`bench: --strict: ${misses.length} Breakwater row(s) missed or lack their target`)
     process.exitCode = 1
-  }
-}
-
-/** Pad the tables the way the repository's formatter does, so a fresh RESULTS.md passes `pnpm lint`. */
-function formatMarkdown(file) {
-  const biome = join(BENCH_DIR, '..', 'node_modules', '.bin', 'biome')
-  try {
-    execFileSync(biome, ['format', '--write', file], { stdio: 'ignore' })
-  } catch {
-    log('bench: could not format RESULTS.md with biome; run pnpm format')
   }
 }
 

@@ -1,5 +1,7 @@
 // Turns measured runs into rows (medians, ratios, targets) and renders them as Markdown.
 
+import { execFileSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { targetOf, VARIANTS } from '../variants.mjs'
 
 export function median(values) {
@@ -139,4 +141,14 @@ export function renderVerdicts(tables) {
     }
   }
   return lines.join('\n')
+}
+
+/** Pad a written Markdown file's tables the way the repository's formatter does, so it passes `pnpm lint`. */
+export function formatMarkdown(file) {
+  const biome = fileURLToPath(new URL('../../node_modules/.bin/biome', import.meta.url))
+  try {
+    execFileSync(biome, ['format', '--write', file], { stdio: 'ignore' })
+  } catch {
+    console.error(`bench: could not format ${file} with biome; run pnpm format`)
+  }
 }

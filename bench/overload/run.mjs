@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { killChildren, startServer, stop } from '../lib/processes.mjs'
+import { formatMarkdown } from '../lib/report.mjs'
 import { renderChart } from './chart.mjs'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
@@ -151,6 +152,7 @@ async function main() {
   process.stdout.write(markdown)
   if (!flags['no-write']) {
     writeFileSync(join(HERE, 'RESULTS.md'), markdown)
+    formatMarkdown(join(HERE, 'RESULTS.md'))
     writeFileSync(
       join(HERE, 'overload.svg'),
       renderChart(rows, { capacity: CAPACITY, unloadedP99: unloaded.p99, loads: LOADS }),
