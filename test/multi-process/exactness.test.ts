@@ -8,8 +8,8 @@ import { fileURLToPath } from 'node:url'
 import type { Algorithm, ResolvedRule } from '@breakwater/core'
 import { RedisStore } from '@breakwater/redis'
 import { Redis } from 'ioredis'
-import { build } from 'tsup'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { bundleForChild } from '../support/bundle.js'
 import { testRedisUrl, untilReady } from '../support/redis-server.js'
 import type { WorkerReport } from './exactness-worker.js'
 
@@ -19,7 +19,6 @@ const CONCURRENCY_PER_PROCESS = 15
 const LIMIT = 100
 const HOUR = 3_600_000
 const here = (path: string): string => fileURLToPath(new URL(path, import.meta.url))
-const source = (name: string): string => fileURLToPath(new URL(`../../packages/${name}/src/index.ts`, import.meta.url))
 /** Inside the repository, so the bundle's `import 'ioredis'` resolves through test/node_modules. */
 const OUT_DIR = here('./dist')
 const prefix = `bw-exactness-${randomUUID().slice(0, 8)}:`
@@ -27,23 +26,7 @@ const prefix = `bw-exactness-${randomUUID().slice(0, 8)}:`
 let admin: Redis
 
 beforeAll(async () => {
-  // Bundle the worker with the current sources of core and redis (not their dist, which may be stale).
-  await build({
-    entry: { 'exactness-worker': here('./exactness-worker.ts') },
-    format: ['esm'],
-    outDir: OUT_DIR,
-    platform: 'node',
-    target: 'node20',
-    config: false,
-    silent: true,
-    dts: false,
-    sourcemap: false,
-    external: ['ioredis'],
-    noExternal: [/^@breakwater\//],
-    esbuildOptions(options) {
-      options.alias = { '@breakwater/core': source('core'), '@breakwater/redis': source('redis') }
-    },
-  })
+  await bundleForChild(here('./exactness-worker.ts'))
   admin = new Redis(testRedisUrl())
   await untilReady(admin)
 })

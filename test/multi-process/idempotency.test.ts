@@ -6,15 +6,14 @@ import { type ChildProcess, fork } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
-import { build } from 'tsup'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { bundleForChild } from '../support/bundle.js'
 import { sleep, testRedisUrl, untilReady } from '../support/redis-server.js'
 
 const FRAMEWORKS = ['express', 'fastify', 'koa', 'express'] as const
 const DUPLICATES = 200
 const LOCK_TTL_MS = 1500
 const here = (path: string): string => fileURLToPath(new URL(path, import.meta.url))
-const source = (name: string): string => fileURLToPath(new URL(`../../packages/${name}/src/index.ts`, import.meta.url))
 /** Inside the repository, so the bundle's framework imports resolve through test/node_modules. */
 const OUT_DIR = here('./dist')
 const prefix = `bw-idem-mp-${randomUUID().slice(0, 8)}:`
@@ -24,26 +23,7 @@ const workers: ChildProcess[] = []
 const urls: string[] = []
 
 beforeAll(async () => {
-  // Bundle the worker with the current sources of the packages (not their dist, which may be stale).
-  await build({
-    entry: { 'idempotency-worker': here('./idempotency-worker.ts') },
-    format: ['esm'],
-    outDir: OUT_DIR,
-    platform: 'node',
-    target: 'node20',
-    config: false,
-    silent: true,
-    dts: false,
-    sourcemap: false,
-    clean: false,
-    external: ['ioredis', 'express', 'fastify', 'koa', '@koa/router'],
-    noExternal: [/^@breakwater\//, 'fastify-plugin'],
-    esbuildOptions(options) {
-      options.alias = Object.fromEntries(
-        ['core', 'redis', 'express', 'fastify', 'koa'].map((name) => [`@breakwater/${name}`, source(name)]),
-      )
-    },
-  })
+  await bundleForChild(here('./idempotency-worker.ts'))
   admin = new Redis(testRedisUrl())
   await untilReady(admin)
   const job = (framework: string) => JSON.stringify({ url: testRedisUrl(), prefix, framework, lockTtlMs: LOCK_TTL_MS })

@@ -9,36 +9,17 @@ import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import { build } from 'tsup'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { rawRequest } from '../adapter-conformance/support.js'
+import { bundleForChild } from '../support/bundle.js'
 
 const here = (path: string): string => fileURLToPath(new URL(path, import.meta.url))
-const source = (name: string): string => fileURLToPath(new URL(`../../packages/${name}/src/index.ts`, import.meta.url))
 /** Inside the repository, so the bundle's framework imports resolve through test/node_modules. */
 const OUT_DIR = here('./dist')
 const FRAMEWORKS = ['express', 'fastify', 'koa'] as const
 
 beforeAll(async () => {
-  // Bundle the server with the current sources of the packages (not their dist, which may be stale).
-  await build({
-    entry: { 'shutdown-server': here('./shutdown-server.ts') },
-    format: ['esm'],
-    outDir: OUT_DIR,
-    platform: 'node',
-    target: 'node20',
-    config: false,
-    silent: true,
-    dts: false,
-    sourcemap: false,
-    external: ['express', 'fastify', 'koa', '@koa/router', 'ioredis'],
-    noExternal: [/^@breakwater\//, 'fastify-plugin'],
-    esbuildOptions(options) {
-      options.alias = Object.fromEntries(
-        ['core', 'express', 'fastify', 'koa'].map((name) => [`@breakwater/${name}`, source(name)]),
-      )
-    },
-  })
+  await bundleForChild(here('./shutdown-server.ts'))
 }, 60_000)
 
 interface Child {

@@ -2,16 +2,11 @@
 // Claim, complete, release and get are each one EVALSHA of one Lua script, on the user's own ioredis client.
 
 import { createHash } from 'node:crypto'
-import {
-  type ClaimResult,
-  type IdempotencyRecord,
-  type IdempotencyStore,
-  InvalidOptionError,
-  type StoredResponse,
-} from '@breakwater/core'
+import type { ClaimResult, IdempotencyRecord, IdempotencyStore, StoredResponse } from '@breakwater/core'
 import type { Redis } from 'ioredis'
 import { IDEMPOTENCY_LUA } from './internal/idempotency-script.js'
 import { taggedKey } from './internal/key-layout.js'
+import { checkClient, checkPrefix } from './internal/store-options.js'
 import type { RedisClient } from './redis-store.js'
 
 /** Options of {@link RedisIdempotencyStore}. */
@@ -27,7 +22,6 @@ type ScriptCommand = (...args: unknown[]) => Promise<unknown>
 /** Per script version: two package copies on one client never run each other's script under one name. */
 const COMMAND = `breakwaterIdempotency_${createHash('sha1').update(IDEMPOTENCY_LUA).digest('hex').slice(0, 10)}`
 const SUFFIX = '}:idempotency'
-const PREFIX_MAX_LENGTH = 128
 const CLAIMED: ClaimResult = Object.freeze({ state: 'claimed' })
 
 /**
@@ -59,23 +53,10 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   readonly #commandBuffer: ScriptCommand
 
   constructor(options: RedisIdempotencyStoreOptions) {
-    if (typeof options !== 'object' || options === null) {
-      throw new InvalidOptionError('options', options, 'an object with a `client`')
-    }
-    const client = options.client as unknown
-    if (typeof client !== 'object' || client === null || typeof (client as Redis).defineCommand !== 'function') {
-      throw new InvalidOptionError('client', client, 'an ioredis Redis or Cluster client')
-    }
-    const prefix = options.prefix ?? 'bw:'
-    if (typeof prefix !== 'string' || prefix.length > PREFIX_MAX_LENGTH || /[{}]/.test(prefix)) {
-      throw new InvalidOptionError(
-        'prefix',
-        prefix,
-        `a string of at most ${PREFIX_MAX_LENGTH} characters without { or }`,
-      )
-    }
+    const client = checkClient(options)
+    const prefix = checkPrefix(options.prefix)
     this.prefix = prefix
-    const commands = client as Record<string, ScriptCommand | undefined>
+    const commands = client as unknown as Record<string, ScriptCommand | undefined>
     // Defined once per client: other stores on the same client reuse it.
     if (typeof commands[COMMAND] !== 'function') {
       ;(client as Redis).defineCommand(COMMAND, { numberOfKeys: 1, lua: IDEMPOTENCY_LUA })

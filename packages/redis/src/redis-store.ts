@@ -2,17 +2,11 @@
 // One EVALSHA per key per event-loop turn, timed by Redis's clock, on the user's own ioredis client.
 
 import { createHash } from 'node:crypto'
-import {
-  type Algorithm,
-  InvalidOptionError,
-  type RateLimitResult,
-  type RateLimitStore,
-  type ResolvedRule,
-  type RuleResult,
-} from '@breakwater/core'
+import type { Algorithm, RateLimitResult, RateLimitStore, ResolvedRule, RuleResult } from '@breakwater/core'
 import type { Cluster, Redis } from 'ioredis'
 import { ruleSuffix, taggedKey } from './internal/key-layout.js'
 import { RATE_LIMIT_LUA } from './internal/rate-limit-script.js'
+import { checkClient, checkPrefix } from './internal/store-options.js'
 
 /** An ioredis client: a single-node `Redis` (also via Sentinel) or a `Cluster`. */
 export type RedisClient = Redis | Cluster
@@ -41,7 +35,6 @@ const ALGORITHM_CODES: Record<Algorithm, string> = { gcra: 'g', 'fixed-window': 
 const COMMAND_PREFIX = `breakwaterRateLimit_${createHash('sha1').update(RATE_LIMIT_LUA).digest('hex').slice(0, 10)}_`
 const CHARGE = '1'
 const REPORT = '0'
-const PREFIX_MAX_LENGTH = 128
 /**
  * Most consumes coalesced into one script call. Bounds the script's run time (Redis is single-threaded) and
  * the reply size; a full batch is sent at once and the next one starts.
@@ -97,26 +90,8 @@ export class RedisStore implements RateLimitStore {
   }
 
   constructor(options: RedisStoreOptions) {
-    if (typeof options !== 'object' || options === null) {
-      throw new InvalidOptionError('options', options, 'an object with a `client`')
-    }
-    const client = options.client as unknown
-    if (
-      typeof client !== 'object' ||
-      client === null ||
-      typeof (client as Redis).defineCommand !== 'function' ||
-      typeof (client as Redis).del !== 'function'
-    ) {
-      throw new InvalidOptionError('client', client, 'an ioredis Redis or Cluster client')
-    }
-    const prefix = options.prefix ?? 'bw:'
-    if (typeof prefix !== 'string' || prefix.length > PREFIX_MAX_LENGTH || /[{}]/.test(prefix)) {
-      throw new InvalidOptionError(
-        'prefix',
-        prefix,
-        `a string of at most ${PREFIX_MAX_LENGTH} characters without { or }`,
-      )
-    }
+    const client = checkClient(options)
+    const prefix = checkPrefix(options.prefix)
     this.#client = client as RedisClient
     this.prefix = prefix
   }
