@@ -2,13 +2,13 @@
 // request aborted at the deadline, on disconnect or shutdown (never when a body has been read), 503 at the
 // deadline, 504 for a failed upstream budget, harmless late writes, and nothing left behind.
 
-import { createHook } from 'node:async_hooks'
 import diagnostics from 'node:diagnostics_channel'
 import http from 'node:http'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ErrorCode, type TimeoutDecisionEvent, type TimeoutLateWriteEvent } from '@breakwater/core'
 import { afterEach, describe, expect, it } from 'vitest'
+import { breakwaterTimersDuring } from '../../packages/core/test/helpers.js'
 import { FRAMEWORKS } from './apps.js'
 import { rawRequest, until } from './support.js'
 import { ROUTE_TIMEOUT_MS, startTimeoutApp, type TimeoutApp } from './timeout-apps.js'
@@ -185,30 +185,12 @@ describe.each(FRAMEWORKS)('%s timeout adapter', (framework) => {
 
   it('many requests leave no timers behind', async () => {
     const app = await start(30_000)
-    const live = new Set<number>()
-    let created = 0
-    const hook = createHook({
-      init(asyncId, type) {
-        // Only Breakwater's timers: Node's per-socket timers are not per request.
-        if (type === 'Timeout' && new Error().stack?.includes('request-context')) {
-          live.add(asyncId)
-          created++
-        }
-      },
-      destroy(asyncId) {
-        live.delete(asyncId)
-      },
-    })
-    hook.enable()
-    try {
+    const timers = await breakwaterTimersDuring(async () => {
       for (let batch = 0; batch < 20; batch++) {
         await Promise.all(Array.from({ length: 25 }, () => rawRequest(`${app.url}/api/wait?ms=0`)))
       }
-      await sleep(50)
-    } finally {
-      hook.disable()
-    }
-    expect(created).toBe(500)
-    expect(live.size).toBe(0)
+    })
+    expect(timers.created).toBe(500)
+    expect(timers.live).toBe(0)
   })
 })

@@ -5,9 +5,9 @@
 import { randomUUID } from 'node:crypto'
 import { type IdempotencyStore, MemoryIdempotencyStore, type StoredResponse } from '@breakwater/core'
 import { RedisIdempotencyStore } from '@breakwater/redis'
-import { Cluster, Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type RedisCluster, sleep, startCluster, testRedisUrl, untilReady } from '../support/redis-server.js'
+import { type StoreRedis, sleep, startStoreRedis } from '../support/redis-server.js'
 
 interface Target {
   name: string
@@ -23,34 +23,23 @@ const targets: Target[] = [
 ]
 const [memoryTarget, singleTarget, clusterTarget] = targets as [Target, Target, Target]
 
-let cluster: RedisCluster | undefined
-let single: Redis | undefined
-let clusterClient: Cluster | undefined
+let redis: StoreRedis | undefined
 const prefix = `bw-idem-conformance-${randomUUID().slice(0, 8)}:`
 const HOUR = 3_600_000
 
 beforeAll(async () => {
   memoryTarget.store = new MemoryIdempotencyStore()
-  single = new Redis(testRedisUrl(), { enableOfflineQueue: false, maxRetriesPerRequest: 1, enableAutoPipelining: true })
-  cluster = await startCluster()
-  clusterClient = new Cluster(cluster.startupNodes, {
-    enableOfflineQueue: false,
-    enableAutoPipelining: true,
-    redisOptions: { maxRetriesPerRequest: 1 },
-  })
-  await Promise.all([untilReady(single), untilReady(clusterClient)])
-  const s = single
+  redis = await startStoreRedis()
+  const s = redis.single
   singleTarget.store = new RedisIdempotencyStore({ client: s, prefix })
   singleTarget.admin = s
-  const c = clusterClient
+  const c = redis.cluster
   clusterTarget.store = new RedisIdempotencyStore({ client: c, prefix })
   clusterTarget.admin = c
 })
 
 afterAll(async () => {
-  single?.disconnect()
-  clusterClient?.disconnect()
-  await cluster?.stop()
+  await redis?.close()
 })
 
 let counter = 0

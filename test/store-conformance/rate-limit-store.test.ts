@@ -10,9 +10,9 @@ import {
   type ResolvedRule,
 } from '@breakwater/core'
 import { RedisStore } from '@breakwater/redis'
-import { Cluster, Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type RedisCluster, sleep, startCluster, testRedisUrl, untilReady } from '../support/redis-server.js'
+import { type StoreRedis, sleep, startStoreRedis } from '../support/redis-server.js'
 
 const ALGORITHMS: readonly Algorithm[] = ['gcra', 'fixed-window', 'sliding-window']
 const HOUR = 3_600_000
@@ -36,32 +36,21 @@ const targets: Target[] = [
 ]
 const [memoryTarget, singleTarget, clusterTarget] = targets as [Target, Target, Target]
 
-let cluster: RedisCluster | undefined
-let single: Redis | undefined
-let clusterClient: Cluster | undefined
+let redis: StoreRedis | undefined
 /** Keys of this file never meet keys of another run or suite on the shared Redis. */
 const prefix = `bw-conformance-${randomUUID().slice(0, 8)}:`
 
 beforeAll(async () => {
   memoryTarget.harness = { store: new MemoryStore() }
-  // The recommended client settings from the README, so the suite proves they work (auto-pipelining included).
-  single = new Redis(testRedisUrl(), { enableOfflineQueue: false, maxRetriesPerRequest: 1, enableAutoPipelining: true })
-  cluster = await startCluster()
-  clusterClient = new Cluster(cluster.startupNodes, {
-    enableOfflineQueue: false,
-    enableAutoPipelining: true,
-    redisOptions: { maxRetriesPerRequest: 1 },
-  })
-  await Promise.all([untilReady(single), untilReady(clusterClient)])
+  redis = await startStoreRedis()
+  const single = redis.single
+  const masters = redis.cluster
   singleTarget.harness = { store: new RedisStore({ client: single, prefix }) }
-  const masters = clusterClient
   clusterTarget.harness = { store: new RedisStore({ client: masters, prefix }), masters: () => masters.nodes('master') }
 })
 
 afterAll(async () => {
-  single?.disconnect()
-  clusterClient?.disconnect()
-  await cluster?.stop()
+  await redis?.close()
 })
 
 let keyCounter = 0
@@ -324,12 +313,12 @@ describe('RedisStore state format', () => {
     const rules = [rule('fixed-window', 5, HOUR, 'f'), rule('gcra', 5, HOUR, 'g')]
     const interval = HOUR / 5
     // Written by the previous script: 3 of 5 used in the fixed window, 2 emission intervals ahead in gcra.
-    await single!.set(`${prefix}{${key}}:f`, `f ${Date.now() + HOUR} 3 0`, 'PX', HOUR)
-    await single!.set(`${prefix}{${key}}:g`, `g ${Date.now() + 2 * interval} 0 0`, 'PX', HOUR)
+    await redis!.single.set(`${prefix}{${key}}:f`, `f ${Date.now() + HOUR} 3 0`, 'PX', HOUR)
+    await redis!.single.set(`${prefix}{${key}}:g`, `g ${Date.now() + 2 * interval} 0 0`, 'PX', HOUR)
     const result = await store.consume(key, rules, 1)
     expect(result.rules.map((r) => r.remaining)).toEqual([1, 2])
     // Now stored in the binary form, and still counting from there.
-    expect((await single!.get(`${prefix}{${key}}:f`))?.[0]).toBe('F')
+    expect((await redis!.single.get(`${prefix}{${key}}:f`))?.[0]).toBe('F')
     expect((await store.consume(key, rules, 1)).rules.map((r) => r.remaining)).toEqual([0, 1])
   })
 })

@@ -2,8 +2,10 @@
 // suite owns (startRedis, startCluster) — never the machine's own Redis.
 
 import { once } from 'node:events'
-import type { Cluster, Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import { inject } from 'vitest'
+
+import { type RedisCluster, startCluster } from './redis-process.js'
 
 export {
   assertRedisInstalled,
@@ -47,4 +49,53 @@ export function testRedisUrl(): string {
 export async function untilReady(client: Redis | Cluster, timeoutMs = 10_000): Promise<void> {
   if (client.status === 'ready') return
   await once(client, 'ready', { signal: AbortSignal.timeout(timeoutMs) })
+}
+
+/** A store conformance suite's Redis: a client of the run's server and one of a 3-master cluster it owns. */
+export interface StoreRedis {
+  single: Redis
+  cluster: Cluster
+  /** Disconnect both clients and stop the cluster. */
+  close(): Promise<void>
+}
+
+/**
+ * Clients with the README's recommended settings (auto-pipelining included, so the suites prove they work) to
+ * the run's Redis and to a fresh 3-master cluster, both ready.
+ *
+ * @example
+ * let redis: StoreRedis
+ * beforeAll(async () => { redis = await startStoreRedis() })
+ * afterAll(() => redis?.close())
+ */
+export async function startStoreRedis(): Promise<StoreRedis> {
+  const single = new Redis(testRedisUrl(), {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    enableAutoPipelining: true,
+  })
+  let servers: RedisCluster
+  try {
+    servers = await startCluster()
+  } catch (error) {
+    single.disconnect()
+    throw error
+  }
+  const cluster = new Cluster(servers.startupNodes, {
+    enableOfflineQueue: false,
+    enableAutoPipelining: true,
+    redisOptions: { maxRetriesPerRequest: 1 },
+  })
+  const close = async (): Promise<void> => {
+    single.disconnect()
+    cluster.disconnect()
+    await servers.stop()
+  }
+  try {
+    await Promise.all([untilReady(single), untilReady(cluster)])
+  } catch (error) {
+    await close()
+    throw error
+  }
+  return { single, cluster, close }
 }

@@ -1,4 +1,6 @@
-// Test helpers: a plain RequestView and a hand-driven clock.
+// Test helpers: a plain RequestView, a hand-driven clock, and a count of the request lifecycle's timers.
+
+import { createHook } from 'node:async_hooks'
 
 import type { RequestView } from '../src/index.js'
 
@@ -20,4 +22,32 @@ export function manualClock(start = 1_000_000): { now: () => number; advance: (m
       t += ms
     },
   }
+}
+
+/**
+ * Timers Breakwater's request lifecycle created while `run` ran (Node's own per-socket and fetch timers are not
+ * counted), and how many of them are still alive 50 ms after it finished.
+ */
+export async function breakwaterTimersDuring(run: () => Promise<unknown>): Promise<{ created: number; live: number }> {
+  const live = new Set<number>()
+  let created = 0
+  const hook = createHook({
+    init(asyncId, type) {
+      if (type === 'Timeout' && new Error().stack?.includes('request-context')) {
+        live.add(asyncId)
+        created++
+      }
+    },
+    destroy(asyncId) {
+      live.delete(asyncId)
+    },
+  })
+  hook.enable()
+  try {
+    await run()
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  } finally {
+    hook.disable()
+  }
+  return { created, live: live.size }
 }

@@ -1,6 +1,5 @@
 // The request lifecycle over real sockets with plain node:http: what every adapter builds on.
 
-import { createHook } from 'node:async_hooks'
 import diagnostics from 'node:diagnostics_channel'
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -17,6 +16,7 @@ import {
   type TimeoutLateWriteEvent,
 } from '../src/index.js'
 import { liveCount } from '../src/timeout/shutdown.js'
+import { breakwaterTimersDuring } from './helpers.js'
 
 type Handler = (req: IncomingMessage, res: ServerResponse, context: RequestContext) => Promise<void> | void
 
@@ -216,36 +216,18 @@ describe('timeout over real sockets (node:http)', () => {
   })
 
   it('500 requests leave no timers and no shutdown registrations behind', async () => {
-    const live = new Set<number>()
-    let created = 0
-    const hook = createHook({
-      init(asyncId, type) {
-        // Only timers Breakwater creates: Node's per-socket keep-alive timers and fetch's own are not ours.
-        if (type === 'Timeout' && new Error().stack?.includes('request-context')) {
-          live.add(asyncId)
-          created++
-        }
-      },
-      destroy(asyncId) {
-        live.delete(asyncId)
-      },
-    })
     const url = await serve(createTimeout({ timeoutMs: 30_000 }), (_req, res, context) => {
       void context.signal
       context.timeoutSignal(10_000)
       res.end('ok')
     })
-    hook.enable()
-    try {
+    const timers = await breakwaterTimersDuring(async () => {
       for (let batch = 0; batch < 10; batch++) {
         await Promise.all(Array.from({ length: 50 }, () => fetch(url).then((r) => r.text())))
       }
-      await sleep(50)
-    } finally {
-      hook.disable()
-    }
-    expect(created).toBe(1_000) // a deadline and a child timer per request: the filter sees ours
-    expect(live.size).toBe(0)
+    })
+    expect(timers.created).toBe(1_000) // a deadline and a child timer per request: the filter sees ours
+    expect(timers.live).toBe(0)
     expect(liveCount()).toBe(0)
   })
 })

@@ -417,9 +417,10 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
     async reset(key) {
       const namespaced = prefix + checkKey(key)
       denied.delete(namespaced)
-      await (guard === undefined
-        ? store.reset(namespaced, staticRules ?? rules.map((r) => freezeRule(r, 1, 'limit')))
-        : guard.run('reset', () => store.reset(namespaced, staticRules ?? rules.map((r) => freezeRule(r, 1, 'limit')))))
+      // A reset needs the rules' names, not their limits: per-request limits get a placeholder of 1.
+      const resetRules = staticRules ?? rules.map((r) => freezeRule(r, 1, 'limit'))
+      const run = () => store.reset(namespaced, resetRules)
+      await (guard === undefined ? run() : guard.run('reset', run))
     },
   }
 }
