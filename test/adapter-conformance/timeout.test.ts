@@ -190,7 +190,8 @@ describe.each(FRAMEWORKS)('%s timeout adapter', (framework) => {
         await Promise.all(Array.from({ length: 25 }, () => rawRequest(`${app.url}/api/wait?ms=0`)))
       }
     })
-    expect(timers.created).toBe(500)
-    expect(timers.live).toBe(0)
+    // Deadlines of one budget share one unref'd queue timer: nothing per request, nothing left but that timer.
+    expect(timers.created).toBeLessThanOrEqual(1)
+    expect(timers.live).toBeLessThanOrEqual(1)
   })
 })

@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, expect, it } from 'vitest'
 import {
+  createTimeout,
   DEFAULT_DEADLINE_HEADER,
   ErrorCode,
   isDeadlineExceededError,
@@ -11,6 +12,7 @@ import {
   isRequestAbortedError,
   RequestContext,
 } from '../src/index.js'
+import { deadlineQueueStats } from '../src/timeout/request-context.js'
 import { cancelForShutdown, liveCount } from '../src/timeout/shutdown.js'
 
 /** Resolves with the elapsed ms when `signal` aborts. */
@@ -114,16 +116,42 @@ describe('RequestContext deadline', () => {
 })
 
 describe('no leaks', () => {
-  it('100k contexts created and disposed leave no timers, no shutdown registrations', async () => {
+  it('100k contexts share one deadline timer and leave nothing waiting, no shutdown registrations', async () => {
+    const contexts: RequestContext[] = []
     const remaining = await liveTimersCreatedBy(() => {
       for (let i = 0; i < 100_000; i++) {
-        const context = new RequestContext({ timeoutMs: 30_000 })
+        const context = new RequestContext({ timeoutMs: 30_001 })
         if (i % 3 === 0) void context.signal // some handlers read the signal, most do not
-        context.dispose()
+        contexts.push(context)
+        // Up to 64 in flight at once, ended out of order now and then.
+        if (contexts.length > 64) (contexts.splice(i % 7 === 0 ? 32 : 0, 1)[0] as RequestContext).dispose()
       }
+      for (const context of contexts) context.dispose()
     })
-    expect(remaining).toEqual({ created: 100_000, live: 0 })
+    // One timer for the budget's queue, unref'd, left to fire once and find the queue empty.
+    expect(remaining).toEqual({ created: 1, live: 1 })
+    expect(deadlineQueueStats().waiting).toBe(0)
     expect(liveCount()).toBe(0)
+  })
+
+  it('expires contexts sharing a budget in deadline order, also when armed out of order', async () => {
+    const policy = createTimeout({ timeoutMs: 70 })
+    const order: string[] = []
+    const early = new RequestContext()
+    await sleep(15)
+    const late = new RequestContext()
+    const middle = new RequestContext({ timeoutMs: 62 }) // its own budget (own queue): due between the two
+    // Armed in the opposite order of their starts: the queue must still expire `early` first.
+    policy.arm(late, undefined, undefined, undefined)
+    policy.arm(early, undefined, undefined, undefined)
+    for (const [name, context] of Object.entries({ early, late, middle })) {
+      context.signal.addEventListener('abort', () => order.push(name))
+    }
+    expect(deadlineQueueStats().waiting).toBeGreaterThanOrEqual(3)
+    await sleep(150)
+    expect(order).toEqual(['early', 'middle', 'late'])
+    for (const context of [early, late, middle]) context.dispose()
+    expect(deadlineQueueStats().waiting).toBe(0)
   })
 
   it('child signals leave no timers and no abort listeners on the request signal after dispose', async () => {
@@ -137,7 +165,11 @@ describe('no leaks', () => {
       }
       for (const context of contexts) context.dispose()
     })
-    expect(remaining).toEqual({ created: 3_000, live: 0 })
+    // The child timers are cleared; the request deadlines share one queue timer (created once, unref'd).
+    expect(remaining.created).toBeGreaterThanOrEqual(2_000)
+    expect(remaining.created).toBeLessThanOrEqual(2_001)
+    expect(remaining.live).toBe(remaining.created - 2_000)
+    expect(deadlineQueueStats().waiting).toBe(0)
     for (const context of contexts) expect(getEventListeners(context.signal, 'abort')).toHaveLength(0)
   })
 

@@ -45,6 +45,23 @@ export interface RequestContextOptions {
 
 const RESPONSE_CONTEXT = Symbol('breakwater.context')
 
+/**
+ * Contexts sharing one budget, in deadline order, behind one unref'd timer armed for the earliest. Requests with
+ * the same budget expire in the order they started, so arming is an append and ending an unlink: no timer object
+ * per request. The timer is not moved when the head ends early; it fires, finds the new head and re-arms.
+ */
+interface DeadlineQueue {
+  readonly budgetMs: number
+  head: RequestContext | undefined
+  tail: RequestContext | undefined
+  timer: NodeJS.Timeout | undefined
+  timerAt: number
+}
+
+/** One queue per distinct budget; past this many (budgets from trusted callers' headers), a context times itself. */
+const MAX_QUEUES = 32
+const queues = new Map<number, DeadlineQueue>()
+
 type ContextResponse = ServerResponse & { [RESPONSE_CONTEXT]?: RequestContext }
 
 // Static hooks filled in by the class below: policies and adapters reach private state through these module
@@ -60,13 +77,16 @@ let armImpl: <T>(
 let settleImpl: (context: RequestContext, outcome: TimeoutDecisionEvent['outcome']) => boolean
 let lateWriteImpl: (context: RequestContext, operation: string) => void
 let expireImpl: (context: RequestContext) => void
+let fireQueueImpl: (queue: DeadlineQueue) => void
+let waitingIn: (queue: DeadlineQueue) => number
 let clientGoneImpl: (context: RequestContext) => void
 
 /**
  * A request's lifecycle: its one `signal`, its absolute `deadline`, and helpers to pass what is left of its budget
  * to outbound calls. Adapters create one per request (`req.breakwater` in Express, `request.breakwater` in
- * Fastify, `ctx.breakwater` in Koa); a handler never needs to create one. The deadline timer is `unref()`'d and
- * cleared on every exit path: the response closing (finished or not), shutdown, or `dispose()`.
+ * Fastify, `ctx.breakwater` in Koa); a handler never needs to create one. The deadline waits in a queue shared by
+ * every context with the same budget, behind one `unref()`'d timer, and leaves it on every exit path: the
+ * response closing (finished or not), shutdown, or `dispose()`.
  *
  * @example
  * app.get('/quote', async (req, res) => {
@@ -83,7 +103,11 @@ export class RequestContext implements ShutdownTarget {
   #budgetMs = Number.POSITIVE_INFINITY
   #expiresAt = Number.POSITIVE_INFINITY
   #deadline: number | undefined = undefined
+  /** Own timer, only when no deadline queue could take this context. */
   #timer: NodeJS.Timeout | undefined = undefined
+  #queue: DeadlineQueue | undefined = undefined
+  #prev: RequestContext | undefined = undefined
+  #next: RequestContext | undefined = undefined
   #cleanups: Set<() => void> | undefined = undefined
   #policy: ContextPolicy | undefined = undefined
   #request: RequestView | undefined = undefined
@@ -100,6 +124,12 @@ export class RequestContext implements ShutdownTarget {
     settleImpl = (context, outcome) => context.#settle(outcome)
     lateWriteImpl = (context, operation) => context.#lateWrite(operation)
     expireImpl = (context) => context.#expire()
+    fireQueueImpl = (queue) => RequestContext.#fire(queue)
+    waitingIn = (queue) => {
+      let count = 0
+      for (let context = queue.head; context !== undefined; context = context.#next) count++
+      return count
+    }
     clientGoneImpl = (context) => context.#clientGone()
   }
 
@@ -124,7 +154,7 @@ export class RequestContext implements ShutdownTarget {
         this.dispose()
         throw new InvalidOptionError('timeoutMs', timeoutMs, `a number of milliseconds from 0 to ${MAX_TIMEOUT_MS}`)
       }
-      this.#schedule(timeoutMs)
+      this.#schedule(timeoutMs, this.#startedAt + timeoutMs, timeoutMs)
     }
   }
 
@@ -308,10 +338,7 @@ export class RequestContext implements ShutdownTarget {
     this.#onExpire = onExpire
     this.#target = target
     if (!this.#open) return this.#reason === undefined
-    if (this.#timer !== undefined) {
-      clearTimeout(this.#timer)
-      this.#timer = undefined
-    }
+    this.#clearDeadline()
     // A later (per-route) policy replaces the earlier one's budget, counted from the start of the request.
     const left = this.#startedAt + budgetMs - monotonicNow()
     this.#budgetMs = budgetMs
@@ -322,19 +349,86 @@ export class RequestContext implements ShutdownTarget {
       this.#abort('timeout', `The request did not complete within its ${budgetMs} ms budget.`)
       return false
     }
-    this.#schedule(left)
+    this.#schedule(budgetMs, this.#startedAt + budgetMs, left)
     return true
   }
 
-  #schedule(ms: number): void {
-    this.#expiresAt = monotonicNow() + ms
+  /** Expire at `expiresAt` (`ms` from now): in the queue of `budgetMs`, else on a timer of its own. */
+  #schedule(budgetMs: number, expiresAt: number, ms: number): void {
+    this.#expiresAt = expiresAt
     this.#deadline = undefined
     if (this.#budgetMs === Number.POSITIVE_INFINITY) this.#budgetMs = ms
+    if (this.#enqueue(budgetMs)) return
     // The context rides on the timer's arguments instead of a closure; unref so a pending deadline never keeps
     // the process alive.
     const timer = setTimeout(onDeadline, ms, this)
     timer.unref()
     this.#timer = timer
+  }
+
+  #enqueue(budgetMs: number): boolean {
+    let queue = queues.get(budgetMs)
+    if (queue === undefined) {
+      if (queues.size >= MAX_QUEUES) return false
+      queue = { budgetMs, head: undefined, tail: undefined, timer: undefined, timerAt: Number.POSITIVE_INFINITY }
+      queues.set(budgetMs, queue)
+    }
+    this.#queue = queue
+    const expiresAt = this.#expiresAt
+    // Almost always an append: only a context armed after a later-started one walks back.
+    let before = queue.tail
+    while (before !== undefined && before.#expiresAt > expiresAt) before = before.#prev
+    const after = before === undefined ? queue.head : before.#next
+    this.#prev = before
+    this.#next = after
+    if (before === undefined) queue.head = this
+    else before.#next = this
+    if (after === undefined) queue.tail = this
+    else after.#prev = this
+    if (expiresAt < queue.timerAt) armQueue(queue, expiresAt)
+    return true
+  }
+
+  #dequeue(): void {
+    const queue = this.#queue
+    if (queue === undefined) return
+    const prev = this.#prev
+    const next = this.#next
+    if (prev === undefined) queue.head = next
+    else prev.#next = next
+    if (next === undefined) queue.tail = prev
+    else next.#prev = prev
+    this.#queue = undefined
+    this.#prev = undefined
+    this.#next = undefined
+  }
+
+  /** A queue's timer: expire every context whose deadline has come, then re-arm for the next one. */
+  static #fire(queue: DeadlineQueue): void {
+    queue.timer = undefined
+    queue.timerAt = Number.POSITIVE_INFINITY
+    const now = monotonicNow()
+    let head = queue.head
+    // libuv may fire up to ~1 ms early: a context is never expired before its deadline.
+    while (head !== undefined && head.#expiresAt <= now) {
+      head.#dequeue()
+      try {
+        head.#expire()
+      } catch (error) {
+        process.nextTick(rethrow, error) // surface it as before, without starving the contexts behind it
+      }
+      head = queue.head
+    }
+    if (head !== undefined) armQueue(queue, head.#expiresAt)
+    else if (queues.get(queue.budgetMs) === queue) queues.delete(queue.budgetMs)
+  }
+
+  #clearDeadline(): void {
+    this.#dequeue()
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer)
+      this.#timer = undefined
+    }
   }
 
   #expire(): void {
@@ -365,10 +459,7 @@ export class RequestContext implements ShutdownTarget {
   }
 
   #clear(): void {
-    if (this.#timer !== undefined) {
-      clearTimeout(this.#timer)
-      this.#timer = undefined
-    }
+    this.#clearDeadline()
     const cleanups = this.#cleanups
     if (cleanups !== undefined) {
       for (const cleanup of cleanups) cleanup()
@@ -411,6 +502,25 @@ export class RequestContext implements ShutdownTarget {
 
 function onDeadline(context: RequestContext): void {
   expireImpl(context)
+}
+
+function armQueue(queue: DeadlineQueue, at: number): void {
+  if (queue.timer !== undefined) clearTimeout(queue.timer)
+  queue.timerAt = at
+  const timer = setTimeout(fireQueueImpl, Math.max(1, Math.ceil(at - monotonicNow())), queue)
+  timer.unref()
+  queue.timer = timer
+}
+
+/** @internal Deadline queues and the contexts waiting in them: a leak check for tests. */
+export function deadlineQueueStats(): { queues: number; waiting: number } {
+  let waiting = 0
+  for (const queue of queues.values()) waiting += waitingIn(queue)
+  return { queues: queues.size, waiting }
+}
+
+function rethrow(error: unknown): never {
+  throw error
 }
 
 function checkMs(what: string, ms: unknown): void {
