@@ -11,7 +11,7 @@ import {
 } from '@breakwater/core'
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
 import { appendHeaders, sendRejection } from './reply.js'
-import { requestView } from './request-view.js'
+import { type ExpressRequestView, requestView } from './request-view.js'
 
 /** The middleware returned by {@link rateLimit}, with its limiter for `reset`, `peek` and `consume`. */
 export type RateLimitMiddleware = RequestHandler & { readonly limiter: RateLimiter }
@@ -32,24 +32,28 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
   const limiter = createRateLimiter(options)
   function rateLimitMiddleware(req: Request, res: Response, next: NextFunction): void {
     let decision: MaybePromise<Decision>
+    const view = requestView(req, res)
     try {
-      decision = limiter.check(requestView(req, res))
+      decision = limiter.check(view)
     } catch (error) {
       next(error) // a user's `key`, `cost` or `skip` function threw: Express's error handlers answer
       return
     }
-    if (isPromiseLike(decision)) decision.then((settled) => apply(settled, res, next)).catch(next)
-    else apply(decision, res, next)
+    if (isPromiseLike(decision)) decision.then((settled) => apply(settled, res, view, next)).catch(next)
+    else apply(decision, res, view, next)
   }
   return Object.assign(rateLimitMiddleware, { limiter })
 }
 
-function apply(decision: Decision, res: Response, next: NextFunction): void {
+function apply(decision: Decision, res: Response, view: ExpressRequestView, next: NextFunction): void {
   // Another middleware (a timeout, say) may have answered while a remote store was deciding.
   if (res.headersSent) return
   if (decision.action === 'reject') sendRejection(res, decision)
   else {
-    if (decision.headers !== undefined) appendHeaders(res, decision.headers)
+    if (decision.headers !== undefined) {
+      appendHeaders(res, decision.headers, !view.rateLimitHeaders)
+      view.rateLimitHeaders = true
+    }
     next()
   }
 }

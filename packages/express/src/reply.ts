@@ -6,13 +6,18 @@ import type { Response } from 'express'
 
 /**
  * Append `headers` to the response. A field that is already set is extended with `, ` (several limiters add
- * items to the same `RateLimit` / `RateLimit-Policy` lists), never overwritten.
+ * items to the same `RateLimit` / `RateLimit-Policy` lists), never overwritten. `first` says no Breakwater
+ * policy has added headers to this response yet, so there is nothing to extend and no lookup is needed.
  *
  * @example
- * appendHeaders(res, [['RateLimit', '"default";r=9;t=6']])
+ * appendHeaders(res, [['RateLimit', '"default";r=9;t=6']], true)
  */
-export function appendHeaders(res: Response, headers: HeaderList): void {
-  for (const [name, value] of headers) appendHeader(res, name, value)
+export function appendHeaders(res: Response, headers: HeaderList, first: boolean): void {
+  for (let i = 0; i < headers.length; i++) {
+    const [name, value] = headers[i] as HeaderList[number]
+    if (first) res.setHeader(name, value)
+    else appendHeader(res, name, value)
+  }
 }
 
 /**

@@ -6,7 +6,10 @@ import type { Request, Response } from 'express'
 
 const VIEW = Symbol('breakwater.view')
 
-class ExpressRequestView implements RequestView {
+/** @internal */
+export class ExpressRequestView implements RequestView {
+  /** @internal A rate limiter has set its headers on this response: the next one appends to them. */
+  rateLimitHeaders = false
   readonly #req: Request
   readonly #res: Response
 
@@ -56,8 +59,8 @@ class ExpressRequestView implements RequestView {
  *   next()
  * })
  */
-export function requestView(req: Request, res: Response): RequestView {
-  const holder = req as Request & { [VIEW]?: RequestView }
+export function requestView(req: Request, res: Response): ExpressRequestView {
+  const holder = req as Request & { [VIEW]?: ExpressRequestView }
   let view = holder[VIEW]
   if (view === undefined) {
     view = new ExpressRequestView(req, res)

@@ -13,7 +13,7 @@ import {
 import type { FastifyPluginAsync, FastifyReply, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { appendHeaders, sendRejection } from './reply.js'
-import { requestView } from './request-view.js'
+import { type FastifyRequestView, requestView } from './request-view.js'
 
 /** Plugin options: the default limits of every route, plus `global`. */
 export interface FastifyRateLimitOptions extends RateLimitOptions {
@@ -108,22 +108,26 @@ function merge(base: RateLimitOptions, own: RateLimitOptions, route: string, ind
 function hookFor(limiter: RateLimiter): onRequestHookHandler {
   return function breakwaterRateLimit(request, reply, done) {
     let decision: MaybePromise<Decision>
+    const view = requestView(request, reply)
     try {
-      decision = limiter.check(requestView(request, reply))
+      decision = limiter.check(view)
     } catch (error) {
       return done(error as Error) // a user's `key`, `cost` or `skip` function threw: the error handler answers
     }
-    if (isPromiseLike(decision)) decision.then((settled) => apply(settled, reply, done)).catch(done)
-    else apply(decision, reply, done)
+    if (isPromiseLike(decision)) decision.then((settled) => apply(settled, reply, view, done)).catch(done)
+    else apply(decision, reply, view, done)
   }
 }
 
-function apply(decision: Decision, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+function apply(decision: Decision, reply: FastifyReply, view: FastifyRequestView, done: HookHandlerDoneFunction) {
   // Another hook (a timeout, say) may have answered while a remote store was deciding.
   if (reply.sent) return
   if (decision.action === 'reject') sendRejection(reply, decision)
   else {
-    if (decision.headers !== undefined) appendHeaders(reply, decision.headers)
+    if (decision.headers !== undefined) {
+      appendHeaders(reply, decision.headers, !view.rateLimitHeaders)
+      view.rateLimitHeaders = true
+    }
     done()
   }
 }

@@ -6,13 +6,18 @@ import type { FastifyReply } from 'fastify'
 
 /**
  * Append `headers` to the reply. A field that is already set is extended with `, ` (several limiters add
- * items to the same `RateLimit` / `RateLimit-Policy` lists), never overwritten.
+ * items to the same `RateLimit` / `RateLimit-Policy` lists), never overwritten. `first` says no Breakwater
+ * policy has added headers to this reply yet, so there is nothing to extend and no lookup is needed.
  *
  * @example
- * appendHeaders(reply, [['RateLimit', '"default";r=9;t=6']])
+ * appendHeaders(reply, [['RateLimit', '"default";r=9;t=6']], true)
  */
-export function appendHeaders(reply: FastifyReply, headers: HeaderList): void {
-  for (const [name, value] of headers) appendHeader(reply, name, value)
+export function appendHeaders(reply: FastifyReply, headers: HeaderList, first: boolean): void {
+  for (let i = 0; i < headers.length; i++) {
+    const [name, value] = headers[i] as HeaderList[number]
+    if (first) reply.header(name, value)
+    else appendHeader(reply, name, value)
+  }
 }
 
 /**

@@ -6,10 +6,13 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 
 const VIEW = Symbol('breakwater.view')
 
-class FastifyRequestView implements RequestView {
+/** @internal */
+export class FastifyRequestView implements RequestView {
   readonly #request: FastifyRequest
   readonly #reply: FastifyReply
   #path: string | undefined
+  /** @internal A rate limiter has set its headers on this reply: the next one appends to them. */
+  rateLimitHeaders = false
 
   constructor(request: FastifyRequest, reply: FastifyReply) {
     this.#request = request
@@ -59,8 +62,8 @@ class FastifyRequestView implements RequestView {
  *   requestView(request, reply).signal.addEventListener('abort', () => request.log.info('client went away'))
  * })
  */
-export function requestView(request: FastifyRequest, reply: FastifyReply): RequestView {
-  const raw = request.raw as FastifyRequest['raw'] & { [VIEW]?: RequestView }
+export function requestView(request: FastifyRequest, reply: FastifyReply): FastifyRequestView {
+  const raw = request.raw as FastifyRequest['raw'] & { [VIEW]?: FastifyRequestView }
   let view = raw[VIEW]
   if (view === undefined) {
     view = new FastifyRequestView(request, reply)

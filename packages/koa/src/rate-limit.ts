@@ -10,7 +10,7 @@ import {
 } from '@breakwater/core'
 import type { Context, Middleware, Next } from 'koa'
 import { appendHeaders, sendRejection } from './reply.js'
-import { requestView } from './request-view.js'
+import { type KoaRequestView, requestView } from './request-view.js'
 
 /** The middleware returned by {@link rateLimit}, with its limiter for `reset`, `peek` and `consume`. */
 export type RateLimitMiddleware = Middleware & { readonly limiter: RateLimiter }
@@ -31,18 +31,22 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
   const limiter = createRateLimiter(options)
   function rateLimitMiddleware(ctx: Context, next: Next): Promise<unknown> | undefined {
     // A throw here (a user's `key` or `cost` function) reaches Koa's error handling through koa-compose.
-    const decision = limiter.check(requestView(ctx))
-    if (isPromiseLike(decision)) return decision.then((settled) => apply(settled, ctx, next))
-    return apply(decision, ctx, next)
+    const view = requestView(ctx)
+    const decision = limiter.check(view)
+    if (isPromiseLike(decision)) return decision.then((settled) => apply(settled, ctx, view, next))
+    return apply(decision, ctx, view, next)
   }
   return Object.assign(rateLimitMiddleware, { limiter })
 }
 
-function apply(decision: Decision, ctx: Context, next: Next): Promise<unknown> | undefined {
+function apply(decision: Decision, ctx: Context, view: KoaRequestView, next: Next): Promise<unknown> | undefined {
   if (decision.action === 'reject') {
     sendRejection(ctx, decision)
     return undefined
   }
-  if (decision.headers !== undefined) appendHeaders(ctx, decision.headers)
+  if (decision.headers !== undefined) {
+    appendHeaders(ctx, decision.headers, !view.rateLimitHeaders)
+    view.rateLimitHeaders = true
+  }
   return next()
 }

@@ -6,13 +6,18 @@ import type { Context } from 'koa'
 
 /**
  * Append `headers` to the response. A field that is already set is extended with `, ` (several limiters add
- * items to the same `RateLimit` / `RateLimit-Policy` lists), never overwritten.
+ * items to the same `RateLimit` / `RateLimit-Policy` lists), never overwritten. `first` says no Breakwater
+ * policy has added headers to this response yet, so there is nothing to extend and no lookup is needed.
  *
  * @example
- * appendHeaders(ctx, [['RateLimit', '"default";r=9;t=6']])
+ * appendHeaders(ctx, [['RateLimit', '"default";r=9;t=6']], true)
  */
-export function appendHeaders(ctx: Context, headers: HeaderList): void {
-  for (const [name, value] of headers) appendHeader(ctx, name, value)
+export function appendHeaders(ctx: Context, headers: HeaderList, first: boolean): void {
+  for (let i = 0; i < headers.length; i++) {
+    const [name, value] = headers[i] as HeaderList[number]
+    if (first) ctx.set(name, value)
+    else appendHeader(ctx, name, value)
+  }
 }
 
 /**

@@ -6,7 +6,10 @@ import type { Context } from 'koa'
 
 const VIEW = Symbol('breakwater.view')
 
-class KoaRequestView implements RequestView {
+/** @internal */
+export class KoaRequestView implements RequestView {
+  /** @internal A rate limiter has set its headers on this response: the next one appends to them. */
+  rateLimitHeaders = false
   readonly #ctx: Context
 
   constructor(ctx: Context) {
@@ -52,8 +55,8 @@ class KoaRequestView implements RequestView {
  *   await next()
  * })
  */
-export function requestView(ctx: Context): RequestView {
-  const holder = ctx as Context & { [VIEW]?: RequestView }
+export function requestView(ctx: Context): KoaRequestView {
+  const holder = ctx as Context & { [VIEW]?: KoaRequestView }
   let view = holder[VIEW]
   if (view === undefined) {
     view = new KoaRequestView(ctx)
