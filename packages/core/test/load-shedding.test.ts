@@ -103,6 +103,22 @@ describe('concurrency limit', () => {
   })
 })
 
+describe('wantsRequest', () => {
+  it('is true only with an exclude or priority option, or a decision subscriber: adapters skip the view otherwise', () => {
+    expect(make({}).wantsRequest).toBe(false)
+    expect(make({ exclude: '/livez' }).wantsRequest).toBe(true)
+    expect(make({ priority: () => 'critical' }).wantsRequest).toBe(true)
+    const plain = make({ limit: 1 })
+    const recording = record()
+    try {
+      expect(plain.wantsRequest).toBe(true)
+    } finally {
+      recording.stop()
+    }
+    expect(plain.wantsRequest).toBe(false)
+  })
+})
+
 describe('priorities', () => {
   it('sheddable requests only get their share of the limit; normal and critical get all of it', () => {
     const shedder = make({ limit: 4, sheddableShare: 0.5 })

@@ -149,6 +149,14 @@ describe('events', () => {
     received.length = 0
   })
 
+  it('asks adapters for the request only when a trusted header or a subscriber needs it', () => {
+    expect(createTimeout().wantsRequest).toBe(false)
+    expect(createTimeout({ trustDeadlineHeader: true }).wantsRequest).toBe(true)
+    const policy = createTimeout()
+    subscribe()
+    expect(policy.wantsRequest).toBe(true)
+  })
+
   it('publishes timed_out once at the deadline, with durations in seconds and the request view', async () => {
     subscribe()
     const timeout = createTimeout({ id: 'api', timeoutMs: 30 })

@@ -37,7 +37,7 @@ export function loadShedding(options: LoadSheddingOptions = {}): LoadSheddingMid
   function loadSheddingMiddleware(req: Request, res: Response, next: NextFunction): void {
     let decision: Decision | Promise<Decision>
     try {
-      decision = shedder.admit(res, requestView(req, res))
+      decision = shedder.admit(res, shedder.wantsRequest ? requestView(req, res) : undefined)
     } catch (error) {
       next(error) // the user's `priority` or `exclude` function threw: Express's error handlers answer
       return

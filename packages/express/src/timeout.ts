@@ -58,7 +58,7 @@ const onExpire: ExpiryHandler<Response> = (decision, res) => {
 export function timeout(options: TimeoutOptions = {}): TimeoutMiddleware {
   const policy = createTimeout(options)
   function timeoutMiddleware(req: Request, res: Response, next: NextFunction): void {
-    const context = policy.start(res, requestView(req, res), onExpire, res)
+    const context = policy.start(res, policy.wantsRequest ? requestView(req, res) : undefined, onExpire, res)
     req.breakwater = context
     const reason = context.abortReason
     if (reason !== undefined) {

@@ -56,7 +56,7 @@ function hookFor(shedder: LoadShedder, priority: Priority | undefined): onReques
   return function breakwaterLoadShedding(request, reply, done) {
     let decision: Decision | Promise<Decision>
     try {
-      decision = shedder.admit(reply.raw, requestView(request, reply), priority)
+      decision = shedder.admit(reply.raw, shedder.wantsRequest ? requestView(request, reply) : undefined, priority)
     } catch (error) {
       return done(error as Error) // the user's `priority` or `exclude` function threw: the error handler answers
     }

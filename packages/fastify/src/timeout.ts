@@ -91,7 +91,12 @@ interface Hooks {
 function hooksFor(policy: Timeout): Hooks {
   return {
     onRequest: function breakwaterTimeout(request, reply, done) {
-      const context = policy.start(reply.raw, requestView(request, reply), onExpire, reply)
+      const context = policy.start(
+        reply.raw,
+        policy.wantsRequest ? requestView(request, reply) : undefined,
+        onExpire,
+        reply,
+      )
       request.breakwater = context
       const reason = context.abortReason
       if (reason !== undefined) {

@@ -35,7 +35,7 @@ export function loadShedding(options: LoadSheddingOptions = {}): LoadSheddingMid
   const shedder = createLoadShedder(options)
   function loadSheddingMiddleware(ctx: Context, next: Next): Promise<unknown> | undefined {
     // A throw here (the user's `priority` or `exclude` function) reaches Koa's error handling through koa-compose.
-    const decision = shedder.admit(ctx.res, requestView(ctx))
+    const decision = shedder.admit(ctx.res, shedder.wantsRequest ? requestView(ctx) : undefined)
     if (isPromiseLike(decision)) return decision.then((settled) => apply(settled, ctx, next))
     return apply(decision, ctx, next)
   }

@@ -74,7 +74,7 @@ const LATE_FIELDS = ['body', 'status'] as const
 export function timeout(options: TimeoutOptions = {}): TimeoutMiddleware {
   const policy = createTimeout(options)
   function timeoutMiddleware(ctx: Context, next: Next): Promise<unknown> | undefined {
-    const context = policy.start(ctx.res, requestView(ctx), onExpire, ctx)
+    const context = policy.start(ctx.res, policy.wantsRequest ? requestView(ctx) : undefined, onExpire, ctx)
     ctx.breakwater = context
     const reason = context.abortReason
     if (reason !== undefined) {

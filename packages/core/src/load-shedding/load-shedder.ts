@@ -94,9 +94,15 @@ export interface LoadShedder {
    * Decide for the request answered by `res`: `continue` (a permit is held and released when `res` closes,
    * whatever happened), a 503 rejection, or — when queued — a promise of either. Excluded requests continue
    * without a permit. A queued request whose client leaves is dropped from the queue; its promise resolves to
-   * the rejection, and there is nobody to send it to.
+   * the rejection, and there is nobody to send it to. `request` may be left out while {@link wantsRequest} is
+   * false.
    */
-  admit(res: ServerResponse, request: RequestView, priority?: Priority): MaybePromise<Decision>
+  admit(res: ServerResponse, request: RequestView | undefined, priority?: Priority): MaybePromise<Decision>
+  /**
+   * Whether {@link admit} reads the request: an `exclude` or `priority` option, or a subscriber to the decision
+   * events. When false, adapters skip building a request view.
+   */
+  readonly wantsRequest: boolean
   /** Framework-free: a permit, a rejection, or (queued) a promise of either. `signal` abandons a queued wait. */
   acquire(options?: {
     priority?: Priority
@@ -305,10 +311,14 @@ class Shedder implements LoadShedder {
     )
   }
 
-  admit(res: ServerResponse, request: RequestView, priority?: Priority): MaybePromise<Decision> {
+  get wantsRequest(): boolean {
+    return this.#excluded !== undefined || this.#classify !== undefined || channels.loadSheddingDecision.hasSubscribers
+  }
+
+  admit(res: ServerResponse, request: RequestView | undefined, priority?: Priority): MaybePromise<Decision> {
     const holder = res as ServerResponse & Record<symbol, Ticket | undefined>
     if (holder[this.#key] !== undefined) return CONTINUE // mounted twice on the same request
-    if (this.#excluded?.(request)) {
+    if (request !== undefined && this.#excluded?.(request)) {
       if (channels.loadSheddingDecision.hasSubscribers) this.#publish('skipped', undefined, NORMAL, request, 0)
       return CONTINUE
     }
@@ -384,9 +394,9 @@ class Shedder implements LoadShedder {
     if (this.#queued > 0) this.#drain()
   }
 
-  #priorityOf(request: RequestView, given: Priority | undefined): number {
+  #priorityOf(request: RequestView | undefined, given: Priority | undefined): number {
     if (given !== undefined) return toLevel(given)
-    return this.#classify === undefined ? NORMAL : toLevel(this.#classify(request))
+    return this.#classify === undefined || request === undefined ? NORMAL : toLevel(this.#classify(request))
   }
 
   /** Why a request of this priority cannot run now, or `undefined` when it can. */

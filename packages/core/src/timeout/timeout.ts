@@ -4,6 +4,7 @@
 import type { ServerResponse } from 'node:http'
 import type { RejectDecision } from '../decision.js'
 import { ErrorCode, InvalidOptionError, isDeadlineExceededError, isRequestAbortedError } from '../errors.js'
+import { channels } from '../events.js'
 import { type Duration, duration } from '../internal/validate.js'
 import { PROBLEM_CONTENT_TYPE, type ProblemDetails } from '../problem.js'
 import type { HeaderList, RequestView } from '../request-view.js'
@@ -56,8 +57,14 @@ export interface Timeout extends ContextPolicy {
    * overrides the app's). At the deadline, or on shutdown, `onExpire(decision, target, context)` runs while the
    * request is open. Check `context.abortKind` afterwards: when set, the request is already over budget (or the
    * process is shutting down) and should be answered with {@link Timeout.decisionFor} without running the handler.
+   * `request` may be left out while {@link Timeout.wantsRequest} is false.
    */
-  start<T>(res: ServerResponse, request: RequestView, onExpire: ExpiryHandler<T>, target: T): RequestContext
+  start<T>(res: ServerResponse, request: RequestView | undefined, onExpire: ExpiryHandler<T>, target: T): RequestContext
+  /**
+   * Whether {@link Timeout.start} reads the request: a trusted deadline header, or a subscriber to the timeout
+   * events (which carry it). When false, adapters skip building a request view.
+   */
+  readonly wantsRequest: boolean
   /** Arm a context that is not tied to a response (see {@link Timeout.start}). */
   arm<T>(context: RequestContext, request: RequestView | undefined, onExpire?: ExpiryHandler<T>, target?: T): boolean
   /**
@@ -156,9 +163,12 @@ export function createTimeout(options: TimeoutOptions = {}): Timeout {
     shutdown: SHUTDOWN,
     deadlineExceeded: DEADLINE_EXCEEDED,
     budgetOf,
+    get wantsRequest() {
+      return trust !== false || channels.timeoutDecision.hasSubscribers || channels.timeoutLateWrite.hasSubscribers
+    },
     start(res, request, onExpire, target) {
       const context = requestContext(res)
-      armContext(context, budgetOf(request), policy, request, onExpire, target)
+      armContext(context, request === undefined ? timeoutMs : budgetOf(request), policy, request, onExpire, target)
       return context
     },
     arm(context, request, onExpire, target) {
