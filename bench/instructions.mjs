@@ -1,0 +1,128 @@
+// Instructions per request, counted by valgrind (callgrind): a repeatable view of what a variant adds to one
+// request, where wall-clock throughput on a small shared machine moves by ±10% from run to run.
+// Usage: node bench/instructions.mjs [--only fastify:bare,fastify:breakwater-memory] [--requests 10000] [--no-write]
+// Prints a Markdown table and (unless --no-write) writes it to bench/INSTRUCTIONS.md with the command.
+//
+// Each variant's server runs twice under callgrind, at the same time (one per core): once answering N requests,
+// once 2N. The difference of the two totals divided by N is the steady-state cost of one request, start-up and
+// warm-up cancelled out. One connection, so requests are never batched and the counts barely depend on timing;
+// node runs with --single-threaded (compilation on the main thread, so counted and deterministic) and
+// --predictable-gc-schedule. Redis variants are left out (Redis's own work is not in the server's count).
+
+import { spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpus, tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import autocannon from 'autocannon'
+import { FRAMEWORKS, VARIANTS } from './variants.mjs'
+
+const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
+const { values: flags } = parseArgs({
+  options: {
+    only: { type: 'string' },
+    requests: { type: 'string', default: '10000' },
+    'no-write': { type: 'boolean', default: false },
+  },
+})
+const requests = Number(flags.requests)
+if (!Number.isInteger(requests) || requests < 1000) throw new RangeError('--requests must be an integer ≥ 1000')
+
+/** `framework:variant` pairs to measure: --only's, else every in-process variant of every framework. */
+function selected() {
+  const wanted = flags.only?.split(',').map((s) => s.trim())
+  const list = []
+  for (const framework of FRAMEWORKS) {
+    for (const variant of VARIANTS[framework]) {
+      if (variant.store === 'redis' || variant.optional) continue
+      const key = `${framework}:${variant.name}`
+      if (wanted === undefined || wanted.includes(framework) || wanted.includes(key)) list.push([framework, variant])
+    }
+  }
+  return list
+}
+
+/** Total instructions of a server under callgrind that answered `count` requests on one connection. */
+async function countInstructions(framework, variant, count) {
+  const dir = mkdtempSync(join(tmpdir(), 'bw-callgrind-'))
+  const out = join(dir, 'callgrind.out')
+  const child = spawn(
+    'valgrind',
+    [
+      '--tool=callgrind',
+      `--callgrind-out-file=${out}`,
+      process.execPath,
+      '--single-threaded',
+      '--predictable-gc-schedule',
+      join(BENCH_DIR, 'servers', `${framework}.mjs`),
+      variant,
+    ],
+    { cwd: BENCH_DIR, env: { ...process.env, NODE_ENV: 'production' }, stdio: ['ignore', 'pipe', 'pipe'] },
+  )
+  try {
+    const port = await new Promise((resolve, reject) => {
+      let buffered = ''
+      child.stdout.setEncoding('utf8')
+      child.stdout.on('data', (chunk) => {
+        buffered += chunk
+        const match = /"port":(\d+)/.exec(buffered)
+        if (match) resolve(Number(match[1]))
+      })
+      child.once('exit', (code) => reject(new Error(`${framework}:${variant} exited before ready (code ${code})`)))
+    })
+    const result = await autocannon({ url: `http://127.0.0.1:${port}/`, connections: 1, amount: count })
+    if (result.non2xx > 0 || result.errors > 0) throw new Error(`${framework}:${variant}: non-2xx or errors`)
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    child.kill('SIGTERM')
+    await exited
+    const summary = /^summary: (\d+)$/m.exec(readFileSync(out, 'utf8'))
+    if (!summary) throw new Error(`${framework}:${variant}: no callgrind summary`)
+    return Number(summary[1])
+  } finally {
+    child.kill('SIGKILL')
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+const rows = []
+for (const [framework, variant] of selected()) {
+  const [small, large] = await Promise.all([
+    countInstructions(framework, variant.name, requests),
+    countInstructions(framework, variant.name, 2 * requests),
+  ])
+  const perRequest = (large - small) / requests
+  rows.push({ framework, variant: variant.name, label: variant.label, perRequest })
+  process.stderr.write(`instructions: ${framework}:${variant.name} ${Math.round(perRequest)} per request\n`)
+}
+
+const lines = [
+  `Instructions per request (callgrind, one connection, ${requests} vs ${2 * requests} requests), node ${process.version}`,
+  '',
+  '| framework | variant | library | instructions / request | added to bare | ratio to bare |',
+  '|---|---|---|--:|--:|--:|',
+]
+for (const row of rows) {
+  const bare = rows.find((r) => r.framework === row.framework && r.variant === 'bare')
+  const added = bare ? row.perRequest - bare.perRequest : Number.NaN
+  const ratio = bare ? bare.perRequest / row.perRequest : Number.NaN
+  lines.push(
+    `| ${row.framework} | ${row.variant} | ${row.label} | ${Math.round(row.perRequest).toLocaleString('en')} | ` +
+      `${bare ? Math.round(added).toLocaleString('en') : '–'} | ${bare ? ratio.toFixed(2) : '–'} |`,
+  )
+}
+process.stdout.write(`${lines.join('\n')}\n`)
+
+if (!flags['no-write']) {
+  const command = `node bench/instructions.mjs ${process.argv.slice(2).join(' ')}`.trim()
+  const header = [
+    '# Instructions per request',
+    '',
+    `- Date: ${new Date().toISOString()}`,
+    `- Command: \`${command}\``,
+    `- CPU: ${cpus()[0]?.model ?? 'unknown'} × ${cpus().length}; valgrind callgrind, node --single-threaded --predictable-gc-schedule`,
+    '- How to read it: bench/README.md, "Counting instructions instead of seconds".',
+    '',
+  ]
+  writeFileSync(join(BENCH_DIR, 'INSTRUCTIONS.md'), `${[...header, ...lines].join('\n')}\n`)
+}
