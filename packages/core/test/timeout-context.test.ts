@@ -1,4 +1,3 @@
-import { createHook } from 'node:async_hooks'
 import { getEventListeners } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -14,43 +13,11 @@ import {
 } from '../src/index.js'
 import { deadlineQueueStats } from '../src/timeout/request-context.js'
 import { cancelForShutdown, liveCount } from '../src/timeout/shutdown.js'
+import { breakwaterTimersDuring } from './helpers.js'
 
 /** Resolves with the elapsed ms when `signal` aborts. */
 function abortedAfter(signal: AbortSignal, started: number): Promise<number> {
   return new Promise((resolve) => signal.addEventListener('abort', () => resolve(performance.now() - started)))
-}
-
-/**
- * Counts the timers (ref'd or not: async_hooks sees unref'd ones too) created while `fn` runs synchronously that
- * are still alive once it is done. Only the synchronous part is watched, so the test runner's own timers are not.
- */
-async function liveTimersCreatedBy(fn: () => void | Promise<void>): Promise<{ created: number; live: number }> {
-  const live = new Set<number>()
-  let created = 0
-  let watching = true
-  const hook = createHook({
-    init(asyncId, type) {
-      if (watching && type === 'Timeout') {
-        live.add(asyncId)
-        created++
-      }
-    },
-    destroy(asyncId) {
-      live.delete(asyncId)
-    },
-  })
-  hook.enable()
-  try {
-    const pending = fn()
-    watching = false
-    await pending
-    // destroy hooks are emitted asynchronously after clearTimeout
-    await new Promise((resolve) => setImmediate(resolve))
-    await new Promise((resolve) => setImmediate(resolve))
-  } finally {
-    hook.disable()
-  }
-  return { created, live: live.size }
 }
 
 describe('RequestContext deadline', () => {
@@ -118,7 +85,7 @@ describe('RequestContext deadline', () => {
 describe('no leaks', () => {
   it('100k contexts share one deadline timer and leave nothing waiting, no shutdown registrations', async () => {
     const contexts: RequestContext[] = []
-    const remaining = await liveTimersCreatedBy(() => {
+    const remaining = await breakwaterTimersDuring(async () => {
       for (let i = 0; i < 100_000; i++) {
         const context = new RequestContext({ timeoutMs: 30_001 })
         if (i % 3 === 0) void context.signal // some handlers read the signal, most do not
@@ -156,7 +123,7 @@ describe('no leaks', () => {
 
   it('child signals leave no timers and no abort listeners on the request signal after dispose', async () => {
     const contexts: RequestContext[] = []
-    const remaining = await liveTimersCreatedBy(() => {
+    const remaining = await breakwaterTimersDuring(async () => {
       for (let i = 0; i < 1_000; i++) {
         const context = new RequestContext({ timeoutMs: 30_000 })
         context.timeoutSignal(10_000)
@@ -175,14 +142,14 @@ describe('no leaks', () => {
 
   it('an expired deadline clears itself: the timer is gone once it fired', async () => {
     let context: RequestContext | undefined
-    const remaining = await liveTimersCreatedBy(() => {
+    const remaining = await breakwaterTimersDuring(async () => {
       // Long enough to still be pending when the helper counts (it waits a few ticks), even on a busy machine.
       context = new RequestContext({ timeoutMs: 250 })
     })
     expect(remaining).toEqual({ created: 1, live: 1 })
     await sleep(400)
     expect(context?.abortKind).toBe('timeout')
-    const after = await liveTimersCreatedBy(() => context?.dispose())
+    const after = await breakwaterTimersDuring(async () => context?.dispose())
     expect(after).toEqual({ created: 0, live: 0 })
   })
 

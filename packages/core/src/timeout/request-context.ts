@@ -154,7 +154,7 @@ export class RequestContext implements ShutdownTarget {
         this.dispose()
         throw new InvalidOptionError('timeoutMs', timeoutMs, `a number of milliseconds from 0 to ${MAX_TIMEOUT_MS}`)
       }
-      this.#schedule(timeoutMs, this.#startedAt + timeoutMs, timeoutMs)
+      this.#schedule(timeoutMs, timeoutMs)
     }
   }
 
@@ -341,23 +341,23 @@ export class RequestContext implements ShutdownTarget {
     this.#clearDeadline()
     // A later (per-route) policy replaces the earlier one's budget, counted from the start of the request.
     const left = this.#startedAt + budgetMs - monotonicNow()
-    this.#budgetMs = budgetMs
     if (left <= 0) {
+      this.#budgetMs = budgetMs
       this.#expiresAt = this.#startedAt + budgetMs
       this.#deadline = undefined
       this.#settle('timed_out')
       this.#abort('timeout', `The request did not complete within its ${budgetMs} ms budget.`)
       return false
     }
-    this.#schedule(budgetMs, this.#startedAt + budgetMs, left)
+    this.#schedule(budgetMs, left)
     return true
   }
 
-  /** Expire at `expiresAt` (`ms` from now): in the queue of `budgetMs`, else on a timer of its own. */
-  #schedule(budgetMs: number, expiresAt: number, ms: number): void {
-    this.#expiresAt = expiresAt
+  /** Expire `budgetMs` after the start, `ms` from now: in the queue of that budget, else on a timer of its own. */
+  #schedule(budgetMs: number, ms: number): void {
+    this.#budgetMs = budgetMs
+    this.#expiresAt = this.#startedAt + budgetMs
     this.#deadline = undefined
-    if (this.#budgetMs === Number.POSITIVE_INFINITY) this.#budgetMs = ms
     if (this.#enqueue(budgetMs)) return
     // The context rides on the timer's arguments instead of a closure; unref so a pending deadline never keeps
     // the process alive.
@@ -420,7 +420,7 @@ export class RequestContext implements ShutdownTarget {
       head = queue.head
     }
     if (head !== undefined) armQueue(queue, head.#expiresAt)
-    else if (queues.get(queue.budgetMs) === queue) queues.delete(queue.budgetMs)
+    else queues.delete(queue.budgetMs) // empty: the next context of this budget starts a new queue
   }
 
   #clearDeadline(): void {
