@@ -9,13 +9,13 @@
 // node runs with --single-threaded (compilation on the main thread, so counted and deterministic) and
 // --predictable-gc-schedule. Redis variants are left out (Redis's own work is not in the server's count).
 
-import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
+import { startServer } from './lib/processes.mjs'
 import { FRAMEWORKS, VARIANTS } from './variants.mjs'
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
@@ -47,32 +47,19 @@ function selected() {
 async function countInstructions(framework, variant, count) {
   const dir = mkdtempSync(join(tmpdir(), 'bw-callgrind-'))
   const out = join(dir, 'callgrind.out')
-  const child = spawn(
-    'valgrind',
-    [
-      '--tool=callgrind',
-      `--callgrind-out-file=${out}`,
-      process.execPath,
-      '--single-threaded',
-      '--predictable-gc-schedule',
-      join(BENCH_DIR, 'servers', `${framework}.mjs`),
-      variant,
-    ],
-    { cwd: BENCH_DIR, env: { ...process.env, NODE_ENV: 'production' }, stdio: ['ignore', 'pipe', 'pipe'] },
-  )
+  const started = await startServer(join(BENCH_DIR, 'servers', `${framework}.mjs`), variant, {
+    cwd: BENCH_DIR,
+    env: { NODE_ENV: 'production' },
+    launcher: ['valgrind', '--tool=callgrind', `--callgrind-out-file=${out}`],
+    nodeFlags: ['--single-threaded', '--predictable-gc-schedule'],
+    readyTimeoutMs: 120_000, // node starts some 50× slower under callgrind
+  })
+  if (started.unavailable) throw new Error(`${framework}:${variant}: ${started.unavailable}`)
+  const { child, port } = started
   try {
-    const port = await new Promise((resolve, reject) => {
-      let buffered = ''
-      child.stdout.setEncoding('utf8')
-      child.stdout.on('data', (chunk) => {
-        buffered += chunk
-        const match = /"port":(\d+)/.exec(buffered)
-        if (match) resolve(Number(match[1]))
-      })
-      child.once('exit', (code) => reject(new Error(`${framework}:${variant} exited before ready (code ${code})`)))
-    })
     const result = await autocannon({ url: `http://127.0.0.1:${port}/`, connections: 1, amount: count })
     if (result.non2xx > 0 || result.errors > 0) throw new Error(`${framework}:${variant}: non-2xx or errors`)
+    // No SIGKILL deadline as in stop(): callgrind writes its counts only on a normal exit, which takes a while.
     const exited = new Promise((resolve) => child.once('exit', resolve))
     child.kill('SIGTERM')
     await exited

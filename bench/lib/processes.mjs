@@ -90,9 +90,15 @@ export async function startRedis() {
  * Start one benchmark server and wait for its ready line.
  * @returns {Promise<{ child, port: number, stderr: () => string } | { unavailable: string }>}
  */
-export function startServer(file, variant, { env, nodeFlags = [], cwd }) {
+export function startServer(
+  file,
+  variant,
+  { env, nodeFlags = [], cwd, launcher = [], readyTimeoutMs = READY_TIMEOUT_MS },
+) {
+  // `launcher` runs node under another program (valgrind): [command, ...its arguments], node and its flags after.
+  const [command, ...launcherArgs] = [...launcher, process.execPath]
   const child = track(
-    spawn(process.execPath, [...nodeFlags, file, variant], {
+    spawn(command, [...launcherArgs, ...nodeFlags, file, variant], {
       cwd,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -107,8 +113,8 @@ export function startServer(file, variant, { env, nodeFlags = [], cwd }) {
     let buffered = ''
     const timer = setTimeout(() => {
       child.kill('SIGKILL')
-      reject(new Error(`${file} ${variant} was not ready within ${READY_TIMEOUT_MS} ms\n${stderr}`))
-    }, READY_TIMEOUT_MS)
+      reject(new Error(`${file} ${variant} was not ready within ${readyTimeoutMs} ms\n${stderr}`))
+    }, readyTimeoutMs)
     const onExit = (code, signal) => {
       clearTimeout(timer)
       reject(new Error(`${file} ${variant} exited before ready (code ${code}, signal ${signal})\n${stderr}`))
