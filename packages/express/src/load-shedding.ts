@@ -11,7 +11,7 @@ import {
 } from '@breakwater/core'
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
 import { sendRejection } from './reply.js'
-import { requestView } from './request-view.js'
+import { requestView, stateHolder } from './request-view.js'
 
 /** The middleware returned by {@link loadShedding}, with its shedder (limit, inflight, `overloadState()`). */
 export type LoadSheddingMiddleware = RequestHandler & {
@@ -37,18 +37,22 @@ export function loadShedding(options: LoadSheddingOptions = {}): LoadSheddingMid
   function loadSheddingMiddleware(req: Request, res: Response, next: NextFunction): void {
     let decision: Decision | Promise<Decision>
     try {
-      decision = shedder.admit(res, shedder.wantsRequest ? requestView(req, res) : undefined)
+      decision = shedder.wantsRequest
+        ? shedder.admit(res, requestView(req, res), undefined, stateHolder(res))
+        : shedder.admit(res, undefined, undefined, stateHolder(res))
     } catch (error) {
       next(error) // the user's `priority` or `exclude` function threw: Express's error handlers answer
       return
     }
-    if (isPromiseLike(decision)) decision.then((settled) => apply(settled, res, next), next)
-    else apply(decision, res, next)
+    if (isPromiseLike(decision)) decision.then((settled) => applyLater(settled, res, next), next)
+    else if (decision.action === 'reject') sendRejection(res, decision)
+    else next() // decided in this turn: nothing can have answered meanwhile
   }
   return Object.assign(loadSheddingMiddleware, { shedder, overloadState: () => shedder.overloadState() })
 }
 
-function apply(decision: Decision, res: Response, next: NextFunction): void {
+/** A queued request's decision. */
+function applyLater(decision: Decision, res: Response, next: NextFunction): void {
   // A queued request may have outlived its client, or been answered by another middleware (a timeout).
   if (res.headersSent || res.destroyed) return
   if (decision.action === 'reject') sendRejection(res, decision)

@@ -39,15 +39,22 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
       next(error) // a user's `key`, `cost` or `skip` function threw: Express's error handlers answer
       return
     }
-    if (isPromiseLike(decision)) decision.then((settled) => apply(settled, res, view, next)).catch(next)
+    if (isPromiseLike(decision)) decision.then((settled) => applyLater(settled, res, view, next)).catch(next)
     else apply(decision, res, view, next)
   }
   return Object.assign(rateLimitMiddleware, { limiter })
 }
 
+/** A remote store's decision: another middleware (a timeout, say) may have answered while it was deciding. */
+function applyLater(decision: Decision, res: Response, view: ExpressRequestView, next: NextFunction): void {
+  if (!res.headersSent) apply(decision, res, view, next)
+}
+
+/**
+ * Apply a decision made in the same turn as the request arrived: nothing can have answered meanwhile, so no
+ * `res.headersSent` check — on Express every read of a `res` property costs more than on Node's own objects.
+ */
 function apply(decision: Decision, res: Response, view: ExpressRequestView, next: NextFunction): void {
-  // Another middleware (a timeout, say) may have answered while a remote store was deciding.
-  if (res.headersSent) return
   if (decision.action === 'reject') sendRejection(res, decision)
   else {
     if (decision.headers !== undefined) {

@@ -1,6 +1,7 @@
 // Express middleware for the core timeout policy: arm the request's deadline, expose its lifecycle as
 // `req.breakwater`, answer 503 at the deadline and make the handler's late writes harmless.
 
+import { IncomingMessage } from 'node:http'
 import {
   createTimeout,
   type ExpiryHandler,
@@ -11,7 +12,7 @@ import {
 } from '@breakwater/core'
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express'
 import { sendRejection } from './reply.js'
-import { requestView } from './request-view.js'
+import { requestView, stateHolder } from './request-view.js'
 
 declare global {
   namespace Express {
@@ -30,13 +31,48 @@ declare global {
 export type TimeoutMiddleware = RequestHandler & { readonly policy: Timeout }
 
 /** At the deadline (or shutdown): the problem if nothing was sent yet, else cut the started response. */
-const onExpire: ExpiryHandler<Response> = (decision, res) => {
+const onExpire: ExpiryHandler<Response> = (decision, res, context) => {
   if (res.headersSent) {
     res.destroy() // already streaming: end it rather than leave the client hanging on a half response
     return
   }
   sendRejection(res, decision) // synchronous in Express: the 503 is written before the guard goes up
-  guardLateWrites(res)
+  guardLateWrites(res, context)
+}
+
+/** Under this key of the state holder (`res.locals`): the context `req.breakwater` answers with. */
+const EXPOSED = Symbol('breakwater.timeoutContext')
+/** The request prototype `req.breakwater` was last checked on (usually the app's, the same for every request). */
+let exposedOn: object | undefined
+
+/**
+ * Make `req.breakwater` answer `context`. Express requests inherit from their app's `request` object, so the
+ * property is an accessor defined there once, reading the context kept in `res.locals`: an own property on each
+ * `req` would cost every request several µs (see `stateHolder`). Assigning `req.breakwater` still works (it
+ * becomes an own property). Without `res.locals`, or on a plain Node request, it is an own property.
+ */
+function expose(req: Request, res: Response, holder: object, context: RequestContext): void {
+  const proto: object | null = Object.getPrototypeOf(req)
+  if (holder === res || proto === null || proto === IncomingMessage.prototype) {
+    req.breakwater = context
+    return
+  }
+  ;(holder as { [EXPOSED]?: RequestContext })[EXPOSED] = context
+  if (proto === exposedOn) return
+  if (!Object.hasOwn(proto, 'breakwater')) Object.defineProperty(proto, 'breakwater', EXPOSED_PROPERTY)
+  exposedOn = proto
+}
+
+const EXPOSED_PROPERTY: PropertyDescriptor = {
+  configurable: true,
+  enumerable: false,
+  get(this: Request): RequestContext | undefined {
+    const res = this.res
+    return res === undefined ? undefined : (stateHolder(res) as { [EXPOSED]?: RequestContext })[EXPOSED]
+  },
+  set(this: Request, value: unknown): void {
+    Object.defineProperty(this, 'breakwater', { value, writable: true, configurable: true, enumerable: true })
+  },
 }
 
 /**
@@ -58,8 +94,9 @@ const onExpire: ExpiryHandler<Response> = (decision, res) => {
 export function timeout(options: TimeoutOptions = {}): TimeoutMiddleware {
   const policy = createTimeout(options)
   function timeoutMiddleware(req: Request, res: Response, next: NextFunction): void {
-    const context = policy.start(res, policy.wantsRequest ? requestView(req, res) : undefined, onExpire, res)
-    req.breakwater = context
+    const holder = stateHolder(res)
+    const context = policy.start(res, policy.wantsRequest ? requestView(req, res) : undefined, onExpire, res, holder)
+    expose(req, res, holder, context)
     const reason = context.abortReason
     if (reason !== undefined) {
       // Over budget before the handler ran (a trusted caller sent 0 ms), or shutting down: answer now.

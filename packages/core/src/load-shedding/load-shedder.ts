@@ -95,9 +95,14 @@ export interface LoadShedder {
    * whatever happened), a 503 rejection, or — when queued — a promise of either. Excluded requests continue
    * without a permit. A queued request whose client leaves is dropped from the queue; its promise resolves to
    * the rejection, and there is nobody to send it to. `request` may be left out while {@link wantsRequest} is
-   * false.
+   * false. `holder` is the per-request object the permit is kept on (default `res`; see `requestContext`).
    */
-  admit(res: ServerResponse, request: RequestView | undefined, priority?: Priority): MaybePromise<Decision>
+  admit(
+    res: ServerResponse,
+    request: RequestView | undefined,
+    priority?: Priority,
+    holder?: object,
+  ): MaybePromise<Decision>
   /**
    * Whether {@link admit} reads the request: an `exclude` or `priority` option, or a subscriber to the decision
    * events. When false, adapters skip building a request view.
@@ -269,14 +274,18 @@ class Shedder implements LoadShedder {
     // One listener function per shedder (`this` is the response): nothing is allocated per request for it.
     this.#onClose = function onResponseClose(this: ServerResponse): void {
       const ticket = (this as ServerResponse & Record<symbol, Ticket | undefined>)[key]
-      if (ticket === undefined) return
-      if (ticket.state === QUEUED) shedder.#abandon(ticket)
-      else if (!this.writableFinished)
-        shedder.finish(ticket, 'ignored') // the client left: no latency signal
-      else {
-        const status = this.statusCode
-        shedder.finish(ticket, status === 503 || status === 504 ? 'dropped' : status >= 500 ? 'ignored' : 'success')
-      }
+      if (ticket !== undefined) shedder.#closed(this, ticket)
+    }
+  }
+
+  /** The response of `ticket` closed: release its permit (or its queue place), with the outcome as its signal. */
+  #closed(res: ServerResponse, ticket: Ticket): void {
+    if (ticket.state === QUEUED) this.#abandon(ticket)
+    else if (!res.writableFinished)
+      this.finish(ticket, 'ignored') // the client left: no latency signal
+    else {
+      const status = res.statusCode
+      this.finish(ticket, status === 503 || status === 504 ? 'dropped' : status >= 500 ? 'ignored' : 'success')
     }
   }
 
@@ -315,9 +324,14 @@ class Shedder implements LoadShedder {
     return this.#excluded !== undefined || this.#classify !== undefined || channels.loadSheddingDecision.hasSubscribers
   }
 
-  admit(res: ServerResponse, request: RequestView | undefined, priority?: Priority): MaybePromise<Decision> {
-    const holder = res as ServerResponse & Record<symbol, Ticket | undefined>
-    if (holder[this.#key] !== undefined) return CONTINUE // mounted twice on the same request
+  admit(
+    res: ServerResponse,
+    request: RequestView | undefined,
+    priority?: Priority,
+    holder: object = res,
+  ): MaybePromise<Decision> {
+    const slots = holder as Record<symbol, Ticket | undefined>
+    if (slots[this.#key] !== undefined) return CONTINUE // mounted twice on the same request
     if (request !== undefined && this.#excluded?.(request)) {
       if (channels.loadSheddingDecision.hasSubscribers) this.#publish('skipped', undefined, NORMAL, request, 0)
       return CONTINUE
@@ -327,18 +341,26 @@ class Shedder implements LoadShedder {
     if (reason === undefined) {
       const ticket = new Ticket(this, level, request, -1)
       this.#hold(ticket)
-      holder[this.#key] = ticket
-      res.on('close', this.#onClose)
+      this.#watch(res, slots, ticket)
       return CONTINUE
     }
     if (reason !== 'limit' || this.#queueSize === 0) return this.#shed(reason, level, request, 0)
     const ticket = new Ticket(this, level, request, this.#now())
     if (!this.#enqueue(ticket)) return this.#shed('queue-full', level, request, 0)
-    holder[this.#key] = ticket
-    res.on('close', this.#onClose)
+    this.#watch(res, slots, ticket)
     return new Promise<Decision>((resolve) => {
       ticket.resolve = resolve
     })
+  }
+
+  /**
+   * Keep `ticket` on `slots` and release it when `res` closes. Kept on the response itself, the shared listener
+   * finds it there; kept elsewhere, a listener of its own holds it, so replacing that holder cannot leak a permit.
+   */
+  #watch(res: ServerResponse, slots: Record<symbol, Ticket | undefined>, ticket: Ticket): void {
+    slots[this.#key] = ticket
+    if (slots === (res as object)) res.on('close', this.#onClose)
+    else res.on('close', () => this.#closed(res, ticket))
   }
 
   acquire(

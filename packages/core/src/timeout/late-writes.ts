@@ -2,10 +2,11 @@
 // reported once, so they cannot throw ERR_HTTP_HEADERS_SENT, emit write-after-end errors or corrupt the response.
 
 import type { ServerResponse } from 'node:http'
-import { existingRequestContext, reportLateWrite } from './request-context.js'
+import { existingRequestContext, type RequestContext, reportLateWrite } from './request-context.js'
 
 type Method = (this: ServerResponse, ...args: unknown[]) => unknown
 
+/** On a guarded response: the context its late writes are reported to (`null` when it has none). */
 const GUARDED = Symbol('breakwater.lateWritesGuarded')
 
 /** Response methods a late handler may call, and what each no-op returns so callers carry on unharmed. */
@@ -27,22 +28,23 @@ const NO_OPS: Record<string, Method> = {
  * Make every later write to `res` a harmless no-op, reported once on `breakwater:timeout:late-write`. Call it
  * right after the deadline's answer has been written (synchronously, e.g. Express's `res.send`), never before.
  * Callbacks passed to `write`/`end` still run, so piping streams finish instead of hanging. Only the timeout path
- * pays for this: the methods are replaced on that one response object.
+ * pays for this: the methods are replaced on that one response object. `context` is the request's lifecycle the
+ * reports go to (default: the one kept on `res` by `requestContext(res)`).
  *
  * @example
  * sendRejection(res, decision)
- * guardLateWrites(res)
+ * guardLateWrites(res, context)
  */
-export function guardLateWrites(res: ServerResponse): void {
+export function guardLateWrites(res: ServerResponse, context?: RequestContext): void {
   const target = res as unknown as Record<string | symbol, unknown>
-  if (target[GUARDED] === true) return
-  target[GUARDED] = true
+  if (target[GUARDED] !== undefined) return
+  target[GUARDED] = context ?? existingRequestContext(res) ?? null
   for (const name in NO_OPS) target[name] = NO_OPS[name]
 }
 
 function report(res: ServerResponse, operation: string): void {
-  const context = existingRequestContext(res)
-  if (context !== undefined) reportLateWrite(context, operation)
+  const context = (res as unknown as Record<symbol, RequestContext | null>)[GUARDED]
+  if (context) reportLateWrite(context, operation)
 }
 
 function returnThis(operation: string): Method {

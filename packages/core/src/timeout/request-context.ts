@@ -62,7 +62,7 @@ interface DeadlineQueue {
 const MAX_QUEUES = 32
 const queues = new Map<number, DeadlineQueue>()
 
-type ContextResponse = ServerResponse & { [RESPONSE_CONTEXT]?: RequestContext }
+type ContextHolder = { [RESPONSE_CONTEXT]?: RequestContext }
 
 // Static hooks filled in by the class below: policies and adapters reach private state through these module
 // functions instead of public methods, so a handler sees only the handler-facing API on `req.breakwater`.
@@ -533,32 +533,48 @@ function checkMs(what: string, ms: unknown): void {
  * it finished means the client went away (the request's `close` is not used — it fires once the body has been
  * read); closing at all ends the lifecycle and clears its timers.
  *
+ * `holder` is where the context is kept for later lookups, under a symbol: the response itself by default.
+ * Pass another per-request object when adding a property to the response is costly — Express's `res.locals`,
+ * a dictionary already: each property added to Express's `req` or `res` costs that request several µs. Every
+ * call for one request must pass the same holder. With a holder other than `res`, the response's `close`
+ * listener keeps its own reference to the context, so the lifecycle ends even if the holder is replaced.
+ *
  * @example
  * // in an adapter's request view
  * get signal() { return requestContext(this.#res).signal }
  */
-export function requestContext(res: ServerResponse): RequestContext {
-  const holder = res as ContextResponse
-  let context = holder[RESPONSE_CONTEXT]
+export function requestContext(res: ServerResponse, holder: object = res): RequestContext {
+  const slots = holder as ContextHolder
+  let context = slots[RESPONSE_CONTEXT]
   if (context === undefined) {
     context = new RequestContext()
-    holder[RESPONSE_CONTEXT] = context
-    if (res.closed) onResponseClose.call(res)
-    else res.on('close', onResponseClose)
+    slots[RESPONSE_CONTEXT] = context
+    if (holder === res) {
+      if (res.closed) onResponseClose.call(res)
+      else res.on('close', onResponseClose)
+    } else {
+      const owned = context
+      const onClose = (): void => closeContext(res, owned)
+      if (res.closed) onClose()
+      else res.on('close', onClose)
+    }
   }
   return context
 }
 
-/** The context of a response if one was created, without creating one. */
-export function existingRequestContext(res: ServerResponse): RequestContext | undefined {
-  return (res as ContextResponse)[RESPONSE_CONTEXT]
+/** The context of a response if one was created, without creating one (`holder` as for {@link requestContext}). */
+export function existingRequestContext(res: ServerResponse, holder: object = res): RequestContext | undefined {
+  return (holder as ContextHolder)[RESPONSE_CONTEXT]
 }
 
-// One shared listener for every response: `this` is the response, so no closure is allocated per request.
+// One shared listener for every response kept on itself: `this` is the response, so nothing is allocated.
 function onResponseClose(this: ServerResponse): void {
-  const context = (this as ContextResponse)[RESPONSE_CONTEXT]
-  if (context === undefined) return
-  if (!this.writableFinished) clientGoneImpl(context)
+  const context = (this as ContextHolder)[RESPONSE_CONTEXT]
+  if (context !== undefined) closeContext(this, context)
+}
+
+function closeContext(res: ServerResponse, context: RequestContext): void {
+  if (!res.writableFinished) clientGoneImpl(context)
   context.dispose()
 }
 

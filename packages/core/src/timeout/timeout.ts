@@ -57,9 +57,16 @@ export interface Timeout extends ContextPolicy {
    * overrides the app's). At the deadline, or on shutdown, `onExpire(decision, target, context)` runs while the
    * request is open. Check `context.abortKind` afterwards: when set, the request is already over budget (or the
    * process is shutting down) and should be answered with {@link Timeout.decisionFor} without running the handler.
-   * `request` may be left out while {@link Timeout.wantsRequest} is false.
+   * `request` may be left out while {@link Timeout.wantsRequest} is false. `holder` is where the context is
+   * kept, as for {@link requestContext} (default `res`).
    */
-  start<T>(res: ServerResponse, request: RequestView | undefined, onExpire: ExpiryHandler<T>, target: T): RequestContext
+  start<T>(
+    res: ServerResponse,
+    request: RequestView | undefined,
+    onExpire: ExpiryHandler<T>,
+    target: T,
+    holder?: object,
+  ): RequestContext
   /**
    * Whether {@link Timeout.start} reads the request: a trusted deadline header, or a subscriber to the timeout
    * events (which carry it). When false, adapters skip building a request view.
@@ -166,8 +173,8 @@ export function createTimeout(options: TimeoutOptions = {}): Timeout {
     get wantsRequest() {
       return trust !== false || channels.timeoutDecision.hasSubscribers || channels.timeoutLateWrite.hasSubscribers
     },
-    start(res, request, onExpire, target) {
-      const context = requestContext(res)
+    start(res, request, onExpire, target, holder) {
+      const context = requestContext(res, holder)
       armContext(context, request === undefined ? timeoutMs : budgetOf(request), policy, request, onExpire, target)
       return context
     },
