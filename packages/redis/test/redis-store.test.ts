@@ -2,7 +2,7 @@
 // real Redis and Cluster are proven in test/store-conformance.
 
 import { isInvalidOptionError, type ResolvedRule } from '@breakwater/core'
-import { Cluster, Redis } from 'ioredis'
+import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { RedisStore } from '../src/index.js'
 import { ruleSuffix, taggedKey } from '../src/internal/key-layout.js'
@@ -10,13 +10,14 @@ import { ruleSuffix, taggedKey } from '../src/internal/key-layout.js'
 const clients: Array<Redis | Cluster> = []
 
 /** A client that never reaches a server: port 1 refuses, no retries, no offline queue — commands fail at once. */
-function unreachableClient(): Redis {
+function unreachableClient(options: RedisOptions = {}): Redis {
   const client = new Redis({
     host: '127.0.0.1',
     port: 1,
     lazyConnect: true,
     enableOfflineQueue: false,
     retryStrategy: () => null,
+    ...options,
   })
   client.on('error', () => {})
   clients.push(client)
@@ -94,6 +95,27 @@ describe('script registration', () => {
     await expect(b.consume('k', [rule('x'), rule('y')], 1)).rejects.toThrow()
     expect(define).toHaveBeenCalledTimes(2)
     expect(define.mock.calls[1]![1]).toMatchObject({ numberOfKeys: 2 })
+  })
+
+  it('opts its own command out of auto-pipelining on that single-node client alone (it batches by itself)', async () => {
+    const client = unreachableClient({ enableAutoPipelining: true, autoPipeliningIgnoredCommands: ['hgetall'] })
+    const other = unreachableClient({ enableAutoPipelining: true })
+    const plain = unreachableClient()
+    await expect(new RedisStore({ client }).consume('k', [rule('x')], 1)).rejects.toThrow()
+    await expect(new RedisStore({ client: plain }).consume('k', [rule('x')], 1)).rejects.toThrow()
+    const ignored = client.options.autoPipeliningIgnoredCommands
+    expect(ignored).toHaveLength(2)
+    expect(ignored?.[0]).toBe('hgetall') // the user's own entries stay
+    expect(ignored?.[1]).toMatch(/^breakwaterRateLimit_[0-9a-f]{10}_1$/)
+    // ioredis's defaults share one array between clients (\`other\` holds it): it did not change.
+    expect(other.options.autoPipeliningIgnoredCommands).toEqual([])
+    expect(plain.options.autoPipeliningIgnoredCommands).toEqual([]) // not pipelining: nothing to opt out of
+  })
+
+  it('rejects every consume of a turn with several keys (one pipeline) when Redis cannot be reached', async () => {
+    const store = new RedisStore({ client: unreachableClient({ enableAutoPipelining: true }) })
+    const results = await Promise.allSettled(['a', 'b', 'c', 'a'].map((key) => store.consume(key, [rule('x')], 1)))
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected', 'rejected'])
   })
 
   it('never quits the client on shutdown', () => {
