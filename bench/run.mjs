@@ -393,7 +393,7 @@ function render(meta, tables) {
     `- Date: ${meta.date}`,
     `- Node ${meta.node} on ${meta.platform}; CPU: ${meta.cpu} × ${meta.cores} cores (load generator, servers and Redis share them)`,
     `- Command: \`${meta.command}\``,
-    `- Load: autocannon, ${meta.connections} connections, ${meta.duration} s measured after ${meta.warmup} s warm-up, GET / hello-world JSON, one server process per variant; ${meta.repeat === 1 ? 'one run per variant' : `median of ${meta.repeat} runs per variant`}`,
+    `- Load: autocannon, ${meta.connections} connections, ${meta.duration} s measured after ${meta.warmup} s warm-up, GET / hello-world JSON, one server process per variant; ${meta.repeat === 1 ? 'one run per variant' : `median of ${meta.repeat} runs per variant; each ratio is the median of the ${meta.repeat} per-pass ratios (a run ÷ bare's run of the same pass)`}`,
     meta.redis
       ? `- Redis ${meta.redis} started by the benchmark (\`--save "" --appendonly no\`), FLUSHALL before each Redis variant; every library gets one ioredis client with \`{ enableAutoPipelining: true }\``
       : '',

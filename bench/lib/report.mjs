@@ -29,6 +29,7 @@ export function summarize(outcomes, frameworks) {
         status: outcome.status,
         reason: outcome.reason,
         runs: runs.length,
+        measured: runs,
         rps: median(runs.map((r) => r.rps)),
         p99: median(runs.map((r) => r.p99)),
         non2xx: runs.reduce((sum, r) => sum + r.non2xx + r.warmupNon2xx, 0),
@@ -44,10 +45,12 @@ export function summarize(outcomes, frameworks) {
     const ratios = new Map()
     const cpuRatios = new Map()
     for (const row of rows) {
-      row.ratio = bare && row.status === 'ok' ? row.rps / bare.rps : undefined
+      const ok = bare !== undefined && row.status === 'ok'
+      row.ratio = ok ? pairedRatio(row, bare, (run, base) => run.rps / base.rps) : undefined
       // What the req/s ratio would be if the server were the only bottleneck: bare's CPU per request ÷ this one's.
-      row.cpuRatio =
-        bare?.serverMicros && row.status === 'ok' && row.serverMicros ? bare.serverMicros / row.serverMicros : undefined
+      row.cpuRatio = ok
+        ? pairedRatio(row, bare, (run, base) => base.serverMicrosPerRequest / run.serverMicrosPerRequest)
+        : undefined
       if (row.ratio !== undefined) ratios.set(row.variant.name, row.ratio)
       if (row.cpuRatio !== undefined) cpuRatios.set(row.variant.name, row.cpuRatio)
     }
@@ -63,6 +66,25 @@ export function summarize(outcomes, frameworks) {
     tables[framework] = rows
   }
   return tables
+}
+
+/**
+ * A row's ratio to bare: the median, over passes, of this row's run divided by bare's run of the same pass. The
+ * machine drifts between fast and slow phases lasting minutes; pairing runs of one pass cancels most of that,
+ * and one run re-measured in another phase (a re-run) moves one ratio of the median, not the reference of the
+ * whole table. Without one run per pass on both sides, the ratio of the medians.
+ */
+function pairedRatio(row, bare, ratioOf) {
+  const runs = row.measured
+  const bareRuns = bare.measured
+  if (runs.length === bareRuns.length && runs.length > 0) {
+    const paired = median(runs.map((run, pass) => ratioOf(run, bareRuns[pass])))
+    if (paired !== undefined && Number.isFinite(paired)) return paired
+  }
+  const run = { rps: row.rps, serverMicrosPerRequest: row.serverMicros }
+  const base = { rps: bare.rps, serverMicrosPerRequest: bare.serverMicros }
+  const ratio = ratioOf(run, base)
+  return Number.isFinite(ratio) && ratio > 0 ? ratio : undefined
 }
 
 /** Cores used by processes other than ours above which a row is flagged as noisy. */
