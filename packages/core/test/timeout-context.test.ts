@@ -101,6 +101,23 @@ describe('no leaks', () => {
     expect(liveCount()).toBe(0)
   })
 
+  it('counts exactly the open contexts, whichever end (newest, oldest, middle) is disposed, twice or not', () => {
+    const before = liveCount()
+    const [a, b, c, d, e] = Array.from({ length: 5 }, () => new RequestContext())
+    expect(liveCount()).toBe(before + 5)
+    e!.dispose() // the newest
+    a!.dispose() // the oldest
+    c!.dispose() // one in the middle
+    c!.dispose() // again: nothing more to remove
+    expect(liveCount()).toBe(before + 2)
+    const f = new RequestContext()
+    d!.dispose()
+    b!.dispose()
+    expect(liveCount()).toBe(before + 1)
+    f.dispose()
+    expect(liveCount()).toBe(before)
+  })
+
   it('expires contexts sharing a budget in deadline order, also when armed out of order', async () => {
     const policy = createTimeout({ timeoutMs: 70 })
     const order: string[] = []

@@ -26,6 +26,11 @@ describe('shutdown', () => {
     timeout.arm(armed, view(), (decision, target) => answers.push([decision.body.code, target]), 'reply')
     const child = armed.timeoutSignal(10_000)
     const done = new RequestContext()
+    // Registered between the others and ended before shutdown: only the open ones are cancelled.
+    const between = new RequestContext()
+    const last = new RequestContext()
+    between.dispose()
+    last.dispose()
     done.dispose()
     let notified = 0
     onShutdown(() => notified++)
@@ -43,6 +48,8 @@ describe('shutdown', () => {
     expect(child.aborted).toBe(true)
     expect(answers).toEqual([['BW_SHUTDOWN', 'reply']])
     expect(done.signal.aborted).toBe(false)
+    expect(between.signal.aborted).toBe(false)
+    expect(last.signal.aborted).toBe(false)
     expect(notified).toBe(1)
     expect(liveCount()).toBe(0)
     expect(events.map((e) => e.outcome)).toEqual(['shutdown'])

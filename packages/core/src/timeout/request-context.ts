@@ -7,7 +7,7 @@ import { type AbortKind, DeadlineExceededError, InvalidOptionError, RequestAbort
 import { channels, publish, type TimeoutDecisionEvent, type TimeoutLateWriteEvent } from '../events.js'
 import { monotonicNow } from '../internal/clock.js'
 import type { RequestView } from '../request-view.js'
-import { cancelForShutdown, registerLive, type ShutdownTarget, unregisterLive } from './shutdown.js'
+import { cancelForShutdown, liveNext, livePrev, registerLive, type ShutdownTarget, unregisterLive } from './shutdown.js'
 
 /**
  * The header that carries a request's remaining budget to the next hop, and (when trusted) from the caller:
@@ -116,7 +116,11 @@ export class RequestContext implements ShutdownTarget {
   #outcome: TimeoutDecisionEvent['outcome'] | undefined = undefined
   #header: string
   #open: boolean
-  #lateReported = false
+  #lateReported = false;
+  /** @internal The live list's links (see `registerLive`). */
+  [livePrev]: ShutdownTarget | undefined = undefined;
+  /** @internal */
+  [liveNext]: ShutdownTarget | undefined = undefined
 
   static {
     armImpl = (context, budgetMs, policy, request, onExpire, target) =>
