@@ -44,7 +44,7 @@ function selected() {
 }
 
 /** Total instructions of a server under callgrind that answered `count` requests on one connection. */
-async function countInstructions(framework, variant, count) {
+async function countInstructions(framework, variant, count, load) {
   const dir = mkdtempSync(join(tmpdir(), 'bw-callgrind-'))
   const out = join(dir, 'callgrind.out')
   const started = await startServer(join(BENCH_DIR, 'servers', `${framework}.mjs`), variant, {
@@ -57,7 +57,8 @@ async function countInstructions(framework, variant, count) {
   if (started.unavailable) throw new Error(`${framework}:${variant}: ${started.unavailable}`)
   const { child, port } = started
   try {
-    const result = await autocannon({ url: `http://127.0.0.1:${port}/`, connections: 1, amount: count })
+    // The variant's own load options (an Idempotency-Key header, say), as run.mjs sends them.
+    const result = await autocannon({ url: `http://127.0.0.1:${port}/`, connections: 1, amount: count, ...load })
     if (result.non2xx > 0 || result.errors > 0) throw new Error(`${framework}:${variant}: non-2xx or errors`)
     // No SIGKILL deadline as in stop(): callgrind writes its counts only on a normal exit, which takes a while.
     const exited = new Promise((resolve) => child.once('exit', resolve))
@@ -75,8 +76,8 @@ async function countInstructions(framework, variant, count) {
 const rows = []
 for (const [framework, variant] of selected()) {
   const [small, large] = await Promise.all([
-    countInstructions(framework, variant.name, requests),
-    countInstructions(framework, variant.name, 2 * requests),
+    countInstructions(framework, variant.name, requests, variant.load),
+    countInstructions(framework, variant.name, 2 * requests, variant.load),
   ])
   const perRequest = (large - small) / requests
   rows.push({ framework, variant: variant.name, label: variant.label, perRequest })
