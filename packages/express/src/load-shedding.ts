@@ -37,9 +37,8 @@ export function loadShedding(options: LoadSheddingOptions = {}): LoadSheddingMid
   function loadSheddingMiddleware(req: Request, res: Response, next: NextFunction): void {
     let decision: Decision | Promise<Decision>
     try {
-      decision = shedder.wantsRequest
-        ? shedder.admit(res, requestView(req, res), undefined, stateHolder(res))
-        : shedder.admit(res, undefined, undefined, stateHolder(res))
+      const view = shedder.wantsRequest ? requestView(req, res) : undefined
+      decision = shedder.admit(res, view, undefined, view?.holder ?? stateHolder(res))
     } catch (error) {
       next(error) // the user's `priority` or `exclude` function threw: Express's error handlers answer
       return

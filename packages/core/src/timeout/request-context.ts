@@ -553,15 +553,10 @@ export function requestContext(res: ServerResponse, holder: object = res): Reque
   if (context === undefined) {
     context = new RequestContext()
     slots[RESPONSE_CONTEXT] = context
-    if (holder === res) {
-      if (res.closed) onResponseClose.call(res)
-      else res.on('close', onResponseClose)
-    } else {
-      const owned = context
-      const onClose = (): void => closeContext(res, owned)
-      if (res.closed) onClose()
-      else res.on('close', onClose)
-    }
+    const owned = context
+    const onClose = holder === res ? onResponseClose : (): void => closeContext(res, owned)
+    if (res.closed) onClose.call(res)
+    else res.on('close', onClose)
   }
   return context
 }
