@@ -6,8 +6,9 @@
 // Each variant's server runs twice under callgrind, at the same time (one per core): once answering N requests,
 // once 2N. The difference of the two totals divided by N is the steady-state cost of one request, start-up and
 // warm-up cancelled out. One connection, so requests are never batched and the counts barely depend on timing;
-// node runs with --single-threaded (compilation on the main thread, so counted and deterministic) and
-// --predictable-gc-schedule. Redis variants are left out (Redis's own work is not in the server's count).
+// node runs with --single-threaded (compilation on the main thread, so counted and deterministic),
+// --predictable-gc-schedule and fixed hash and random seeds. Redis variants are left out (Redis's own work is not
+// in the server's count).
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
@@ -35,9 +36,11 @@ function selected() {
   const list = []
   for (const framework of FRAMEWORKS) {
     for (const variant of VARIANTS[framework]) {
-      if (variant.store === 'redis' || variant.optional) continue
+      if (variant.store === 'redis') continue
       const key = `${framework}:${variant.name}`
-      if (wanted === undefined || wanted.includes(framework) || wanted.includes(key)) list.push([framework, variant])
+      // Optional variants only when named; the default list stays the in-process variants of the main run.
+      const named = wanted?.includes(key) || (!variant.optional && wanted?.includes(framework))
+      if (wanted === undefined ? !variant.optional : named) list.push([framework, variant])
     }
   }
   return list
@@ -51,7 +54,9 @@ async function countInstructions(framework, variant, count, load) {
     cwd: BENCH_DIR,
     env: { NODE_ENV: 'production' },
     launcher: ['valgrind', '--tool=callgrind', `--callgrind-out-file=${out}`],
-    nodeFlags: ['--single-threaded', '--predictable-gc-schedule'],
+    // Fixed hash and random seeds: V8 seeds its hash tables at random per process, which moved the same server's
+    // count by up to ~2k instructions (Express ±15k) between runs; with one seed, runs repeat within ~50.
+    nodeFlags: ['--single-threaded', '--predictable-gc-schedule', '--hash-seed=1', '--random-seed=1'],
     readyTimeoutMs: 120_000, // node starts some 50× slower under callgrind
   })
   if (started.unavailable) throw new Error(`${framework}:${variant}: ${started.unavailable}`)
@@ -108,7 +113,7 @@ if (!flags['no-write']) {
     '',
     `- Date: ${new Date().toISOString()}`,
     `- Command: \`${command}\``,
-    `- CPU: ${cpus()[0]?.model ?? 'unknown'} × ${cpus().length}; valgrind callgrind, node --single-threaded --predictable-gc-schedule`,
+    `- CPU: ${cpus()[0]?.model ?? 'unknown'} × ${cpus().length}; valgrind callgrind, node --single-threaded --predictable-gc-schedule --hash-seed=1 --random-seed=1`,
     '- How to read it: bench/README.md, "Counting instructions instead of seconds".',
     '',
   ]

@@ -5,7 +5,7 @@
  * @typedef {object} Variant
  * @property {string} name      passed to the server process
  * @property {'none' | 'memory' | 'redis'} store
- * @property {'none' | 'breakwater' | 'peer'} kind
+ * @property {'none' | 'breakwater' | 'peer' | 'reference'} kind  `reference`: a yardstick (an empty middleware)
  * @property {string} label     library shown in the table
  * @property {number} [reference] ratio vs bare published for this peer (REFERENCE.md "Rate limiting" peers, one run)
  * @property {number} [target]  a fixed ratio vs bare this Breakwater row must reach (policies without a peer row)
@@ -24,6 +24,8 @@ function freshIdempotencyKey(request) {
 export const VARIANTS = {
   express: [
     { name: 'bare', store: 'none', kind: 'none', label: 'express (no limiter)' },
+    // The floor under any policy: an empty middleware. Not in the default run; bench/overhead.mjs and --only use it.
+    { name: 'noop', store: 'none', kind: 'reference', label: 'an empty middleware', optional: true, noTarget: true },
     { name: 'breakwater-memory', store: 'memory', kind: 'breakwater', label: '@breakwater/express' },
     { name: 'breakwater-redis', store: 'redis', kind: 'breakwater', label: '@breakwater/express + RedisStore' },
     {
@@ -65,6 +67,15 @@ export const VARIANTS = {
   ],
   fastify: [
     { name: 'bare', store: 'none', kind: 'none', label: 'fastify (no limiter)' },
+    // The floor under any policy: an empty onRequest hook. Not in the default run; bench/overhead.mjs and --only use it.
+    {
+      name: 'noop',
+      store: 'none',
+      kind: 'reference',
+      label: 'an empty onRequest hook',
+      optional: true,
+      noTarget: true,
+    },
     { name: 'breakwater-memory', store: 'memory', kind: 'breakwater', label: '@breakwater/fastify' },
     // Diagnostic: the same limiter sending no headers, to separate the limiter's cost from the cost of emitting
     // two more response headers through Fastify and Node.
@@ -121,6 +132,8 @@ export const VARIANTS = {
   ],
   koa: [
     { name: 'bare', store: 'none', kind: 'none', label: 'koa (no limiter)' },
+    // The floor under any policy: an empty middleware. Not in the default run; bench/overhead.mjs and --only use it.
+    { name: 'noop', store: 'none', kind: 'reference', label: 'an empty middleware', optional: true, noTarget: true },
     { name: 'breakwater-memory', store: 'memory', kind: 'breakwater', label: '@breakwater/koa' },
     { name: 'breakwater-redis', store: 'redis', kind: 'breakwater', label: '@breakwater/koa + RedisStore' },
     { name: 'breakwater-timeout', store: 'none', kind: 'breakwater', label: '@breakwater/koa timeout()', target: 0.97 },

@@ -17,6 +17,9 @@ import {
 const VARIANTS = {
   bare: async () => ({}),
 
+  // The floor under any policy (bench/overhead.mjs): what Express charges for one more middleware.
+  noop: async () => ({ middleware: (_req, _res, next) => next() }),
+
   'breakwater-memory': async () => {
     const rateLimit = await breakwater('@breakwater/express', 'rateLimit')
     return { middleware: rateLimit({ limit: LIMIT, windowMs: WINDOW_MS }) }

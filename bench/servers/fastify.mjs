@@ -17,6 +17,17 @@ import {
 const VARIANTS = {
   bare: async () => ({}),
 
+  // The floor under any policy (bench/overhead.mjs): what Fastify charges for one more onRequest hook.
+  noop: async () => ({
+    plugin: Object.assign(
+      async (app) => {
+        app.addHook('onRequest', (_request, _reply, done) => done())
+      },
+      { [Symbol.for('skip-override')]: true }, // not encapsulated, as fastify-plugin does: the hook reaches GET /
+    ),
+    options: {},
+  }),
+
   'breakwater-memory': async () => {
     const rateLimit = await breakwater('@breakwater/fastify', 'rateLimit')
     return { plugin: rateLimit, options: { limit: LIMIT, windowMs: WINDOW_MS } }

@@ -17,6 +17,9 @@ import {
 const VARIANTS = {
   bare: async () => ({}),
 
+  // The floor under any policy (bench/overhead.mjs): what Koa charges for one more middleware.
+  noop: async () => ({ middleware: (_ctx, next) => next() }),
+
   'breakwater-memory': async () => {
     const rateLimit = await breakwater('@breakwater/koa', 'rateLimit')
     return { middleware: rateLimit({ limit: LIMIT, windowMs: WINDOW_MS }) }
