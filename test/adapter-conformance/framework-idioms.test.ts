@@ -2,7 +2,13 @@
 // `config.rateLimit` and instance decorator, named Express and Koa middleware. Real frameworks, real sockets.
 
 import { rateLimit as expressRateLimit } from '@breakwater/express'
-import { rateLimit as fastifyRateLimit, isBreakwaterError, MemoryStore } from '@breakwater/fastify'
+import {
+  DeadlineExceededError,
+  rateLimit as fastifyRateLimit,
+  timeout as fastifyTimeout,
+  isBreakwaterError,
+  MemoryStore,
+} from '@breakwater/fastify'
 import { rateLimit as koaRateLimit } from '@breakwater/koa'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -96,6 +102,41 @@ describe('@breakwater/fastify', () => {
     expect((await fetch(url)).status).toBe(200)
     expect((await fetch(`${url}/other`)).status).toBe(200)
     expect(await instance.rateLimit.global?.peek('127.0.0.1')).toMatchObject({ allowed: false })
+  })
+
+  it('keeps the timeout’s answers under handler wrappers registered after it (await, .then, .catch, .finally)', async () => {
+    const instance = Fastify()
+    await instance.register(fastifyTimeout, { timeoutMs: '5s' })
+    const settled: string[] = []
+    // Other plugins wrap route handlers too and treat the result as a Promise; each style must see it settle.
+    instance.addHook('onRoute', (route) => {
+      const handler = route.handler as (...args: unknown[]) => PromiseLike<unknown>
+      const style = route.url.split('/')[2]
+      route.handler = async function wrapped(this: unknown, ...args: unknown[]) {
+        const result = handler.apply(this, args) as Promise<unknown>
+        if (style === 'await') return await result
+        if (style === 'then') return result.then((value) => value)
+        if (style === 'catch') return result.catch((error: unknown) => Promise.reject(error))
+        return result.finally(() => settled.push(route.url))
+      } as never
+    })
+    for (const style of ['await', 'then', 'catch', 'finally']) {
+      instance.get(`/ok/${style}`, async () => ({ style }))
+      instance.get(`/late/${style}`, async () => {
+        throw new DeadlineExceededError('the upstream call ran out of budget', 50, 10)
+      })
+    }
+    const url = await listen(instance)
+    for (const style of ['await', 'then', 'catch', 'finally']) {
+      const ok = await fetch(`${url}/ok/${style}`)
+      expect(ok.status).toBe(200)
+      expect(await ok.json()).toEqual({ style })
+      const late = await fetch(`${url}/late/${style}`)
+      expect(late.status).toBe(504)
+      expect(late.headers.get('content-type')).toMatch(/^application\/problem\+json/)
+      expect(await late.json()).toMatchObject({ code: 'BW_DEADLINE_EXCEEDED' })
+    }
+    expect(settled).toEqual(['/ok/finally', '/late/finally'])
   })
 
   it('rejects invalid options at registration with BW_INVALID_OPTION naming the option', async () => {

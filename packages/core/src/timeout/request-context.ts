@@ -73,6 +73,7 @@ let armImpl: <T>(
   request: RequestView | undefined,
   onExpire: ExpiryHandler<T> | undefined,
   target: T,
+  fresh: boolean,
 ) => boolean
 let settleImpl: (context: RequestContext, outcome: TimeoutDecisionEvent['outcome']) => boolean
 let lateWriteImpl: (context: RequestContext, operation: string) => void
@@ -123,8 +124,8 @@ export class RequestContext implements ShutdownTarget {
   [liveNext]: ShutdownTarget | undefined = undefined
 
   static {
-    armImpl = (context, budgetMs, policy, request, onExpire, target) =>
-      context.#arm(budgetMs, policy, request, onExpire as ExpiryHandler<unknown> | undefined, target)
+    armImpl = (context, budgetMs, policy, request, onExpire, target, fresh) =>
+      context.#arm(budgetMs, policy, request, onExpire as ExpiryHandler<unknown> | undefined, target, fresh)
     settleImpl = (context, outcome) => context.#settle(outcome)
     lateWriteImpl = (context, operation) => context.#lateWrite(operation)
     expireImpl = (context) => context.#expire()
@@ -335,6 +336,7 @@ export class RequestContext implements ShutdownTarget {
     request: RequestView | undefined,
     onExpire: ExpiryHandler<unknown> | undefined,
     target: unknown,
+    fresh: boolean,
   ): boolean {
     this.#policy = policy
     this.#header = policy.header
@@ -342,6 +344,11 @@ export class RequestContext implements ShutdownTarget {
     this.#onExpire = onExpire
     this.#target = target
     if (!this.#open) return this.#reason === undefined
+    if (fresh && budgetMs > 0) {
+      // Created by this very call: no earlier deadline to clear, and its start is now (one clock read a request).
+      this.#schedule(budgetMs, budgetMs)
+      return true
+    }
     this.#clearDeadline()
     // A later (per-route) policy replaces the earlier one's budget, counted from the start of the request.
     const left = this.#startedAt + budgetMs - monotonicNow()
@@ -586,7 +593,26 @@ export function armContext<T>(
   onExpire: ExpiryHandler<T> | undefined,
   target: T,
 ): boolean {
-  return armImpl(context, budgetMs, policy, request, onExpire, target)
+  return armImpl(context, budgetMs, policy, request, onExpire, target, false)
+}
+
+/**
+ * @internal {@link requestContext} of `res` armed as {@link armContext} does, reading the clock once when the
+ * context is created here (the common case: the timeout middleware is the first to ask for it).
+ */
+export function armResponseContext<T>(
+  res: ServerResponse,
+  holder: object,
+  budgetMs: number,
+  policy: ContextPolicy,
+  request: RequestView | undefined,
+  onExpire: ExpiryHandler<T>,
+  target: T,
+): RequestContext {
+  const existing = (holder as ContextHolder)[RESPONSE_CONTEXT]
+  const context = existing ?? requestContext(res, holder)
+  armImpl(context, budgetMs, policy, request, onExpire, target, existing === undefined)
+  return context
 }
 
 /** @internal Report that the client went away (for hosts without a node:http response). */

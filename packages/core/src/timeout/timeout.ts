@@ -10,12 +10,12 @@ import { PROBLEM_CONTENT_TYPE, type ProblemDetails } from '../problem.js'
 import type { HeaderList, RequestView } from '../request-view.js'
 import {
   armContext,
+  armResponseContext,
   type ContextPolicy,
   DEFAULT_DEADLINE_HEADER,
   type ExpiryHandler,
   MAX_TIMEOUT_MS,
   type RequestContext,
-  requestContext,
   settleContext,
 } from './request-context.js'
 
@@ -173,10 +173,9 @@ export function createTimeout(options: TimeoutOptions = {}): Timeout {
     get wantsRequest() {
       return trust !== false || channels.timeoutDecision.hasSubscribers || channels.timeoutLateWrite.hasSubscribers
     },
-    start(res, request, onExpire, target, holder) {
-      const context = requestContext(res, holder)
-      armContext(context, request === undefined ? timeoutMs : budgetOf(request), policy, request, onExpire, target)
-      return context
+    start(res, request, onExpire, target, holder = res) {
+      const budget = request === undefined ? timeoutMs : budgetOf(request)
+      return armResponseContext(res, holder, budget, policy, request, onExpire, target)
     },
     arm(context, request, onExpire, target) {
       const budget = request === undefined ? timeoutMs : budgetOf(request)
