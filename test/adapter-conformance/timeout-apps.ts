@@ -94,6 +94,11 @@ const builders: Record<Framework, (options: TimeoutOptions, seen: Seen) => Promi
       ;(req.breakwater as RequestContext).requireBudget(60_000)
       res.json({ unreachable: true })
     })
+    app.get('/api/listeners', (req, res) => {
+      const before = res.listenerCount('close')
+      void (req.breakwater as RequestContext).signal
+      res.json({ before, after: res.listenerCount('close') })
+    })
     app.get('/api/context', (req, res) => {
       const context = req.breakwater as RequestContext
       res.json({ timeoutMs: context.timeoutMs, forward: context.forwardHeaders(), deadline: context.deadline })
@@ -138,6 +143,11 @@ const builders: Record<Framework, (options: TimeoutOptions, seen: Seen) => Promi
       ;(request.breakwater as RequestContext).requireBudget(60_000)
       return { unreachable: true }
     })
+    app.get('/api/listeners', async (request, reply) => {
+      const before = reply.raw.listenerCount('close')
+      void (request.breakwater as RequestContext).signal
+      return { before, after: reply.raw.listenerCount('close') }
+    })
     app.get('/api/context', async (request) => {
       const context = request.breakwater as RequestContext
       return { timeoutMs: context.timeoutMs, forward: context.forwardHeaders(), deadline: context.deadline }
@@ -181,6 +191,11 @@ const builders: Record<Framework, (options: TimeoutOptions, seen: Seen) => Promi
     router.get('/api/budget', (ctx) => {
       ;(ctx.breakwater as RequestContext).requireBudget(60_000)
       ctx.body = { unreachable: true }
+    })
+    router.get('/api/listeners', (ctx) => {
+      const before = ctx.res.listenerCount('close')
+      void (ctx.breakwater as RequestContext).signal
+      ctx.body = { before, after: ctx.res.listenerCount('close') }
     })
     router.get('/api/context', (ctx) => {
       const context = ctx.breakwater as RequestContext

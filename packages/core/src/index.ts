@@ -134,6 +134,7 @@ export {
   DEFAULT_DEADLINE_HEADER,
   type ExpiryHandler,
   existingRequestContext,
+  handlerSettled,
   MAX_TIMEOUT_MS,
   RequestContext,
   type RequestContextOptions,

@@ -10,6 +10,7 @@ import {
   createTimeout,
   type ExpiryHandler,
   guardLateWrites,
+  handlerSettled,
   type RequestContext,
   type RequestView,
   type Timeout,
@@ -235,3 +236,110 @@ describe('timeout over real sockets (node:http)', () => {
     expect(liveCount()).toBe(0)
   })
 })
+
+describe('timeout settled by the handler (no close listener until one is needed)', () => {
+  /** A server whose adapter promises `handlerSettled`, as the Fastify and Koa adapters do. */
+  async function serveSettled(timeout: Timeout, handler: Handler, expired: string[] = []): Promise<string> {
+    const server = createServer((req, res) => {
+      const onExpireCounted: ExpiryHandler<ServerResponse> = (decision, target, context) => {
+        expired.push(req.url ?? '')
+        onExpire(decision, target, context)
+      }
+      const context = timeout.start(res, undefined, onExpireCounted, res, res, true)
+      Promise.resolve()
+        .then(() => handler(req, res, context))
+        .then(() => handlerSettled(context, res.writableEnded))
+    })
+    servers.push(server)
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  }
+
+  it('a request answered in time never listens to its response, and leaves nothing behind', async () => {
+    const added: number[] = []
+    const url = await serveSettled(createTimeout({ timeoutMs: 30_000 }), (_req, res) => {
+      added.push(res.listenerCount('close'))
+      res.end('ok')
+    })
+    for (let batch = 0; batch < 4; batch++) {
+      await Promise.all(Array.from({ length: 50 }, () => fetch(url).then((r) => r.text())))
+    }
+    expect(added).toHaveLength(200)
+    expect(new Set(added)).toEqual(new Set([0]))
+    expect(deadlineQueueStats().waiting).toBe(0)
+    expect(liveCount()).toBe(0)
+  })
+
+  it('reading the signal starts listening: a client that leaves aborts it', async () => {
+    const seen: { before: number; after: number; kind?: unknown }[] = []
+    const url = await serveSettled(createTimeout({ timeoutMs: 30_000 }), async (_req, res, context) => {
+      const entry: { before: number; after: number; kind?: unknown } = { before: res.listenerCount('close'), after: 0 }
+      seen.push(entry)
+      const signal = context.signal
+      entry.after = res.listenerCount('close')
+      await waitOn(signal, 5_000).catch(() => {})
+      entry.kind = context.abortKind
+    })
+    const request = httpRequest(url)
+    request.on('error', () => {})
+    request.end()
+    await until(() => seen.length === 1)
+    request.destroy()
+    await until(() => seen[0]?.kind !== undefined)
+    expect(seen[0]).toEqual({ before: 0, after: 1, kind: 'client-gone' })
+    await until(() => deadlineQueueStats().waiting === 0 && liveCount() === 0)
+  })
+
+  it('a client gone before the deadline of a handler that ignores it: nothing is answered, the lifecycle ends', async () => {
+    const expired: string[] = []
+    let finished = false
+    const url = await serveSettled(
+      createTimeout({ timeoutMs: 80 }),
+      async (_req, res) => {
+        await sleep(200) // ignores the signal
+        finished = true
+        res.end('late')
+      },
+      expired,
+    )
+    const request = httpRequest(url)
+    request.on('error', () => {})
+    request.end()
+    await sleep(30)
+    request.destroy()
+    await sleep(100) // past the deadline, handler still running
+    expect(deadlineQueueStats().waiting).toBe(0)
+    expect(liveCount()).toBe(0)
+    await until(() => finished)
+    expect(expired).toEqual([]) // the deadline found the client gone: no 503 written to a closed socket
+  })
+
+  it('a response still being written when the handler settles is timed until it closes', async () => {
+    const url = await serveSettled(createTimeout({ timeoutMs: 80 }), (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' })
+      res.write('partial') // a stream that stalls after the handler returned
+    })
+    const started = performance.now()
+    const outcome = await new Promise<string>((resolve) => {
+      httpRequest(url, (response) => {
+        response.on('data', () => {})
+        response.on('end', () => resolve('ended'))
+        response.on('error', () => resolve('cut'))
+        response.on('aborted', () => resolve('cut'))
+      })
+        .on('error', () => resolve('cut'))
+        .end()
+    })
+    expect(outcome).toBe('cut')
+    expect(performance.now() - started).toBeLessThan(80 + 200)
+    await until(() => deadlineQueueStats().waiting === 0 && liveCount() === 0)
+  })
+})
+
+async function until(condition: () => boolean, timeoutMs = 2_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error('condition not met in time')
+    await sleep(5)
+  }
+}

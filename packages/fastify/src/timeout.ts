@@ -5,6 +5,7 @@ import {
   createTimeout,
   type ExpiryHandler,
   guardLateWrites,
+  handlerSettled,
   isPromiseLike,
   type RequestContext,
   reportLateWrite,
@@ -91,12 +92,10 @@ interface Hooks {
 function hooksFor(policy: Timeout): Hooks {
   return {
     onRequest: function breakwaterTimeout(request, reply, done) {
-      const context = policy.start(
-        reply.raw,
-        policy.wantsRequest ? requestView(request, reply) : undefined,
-        onExpire,
-        reply,
-      )
+      // The handler wrapper below reports when the handler is done, so a request that finishes in time never
+      // puts a listener on its response.
+      const view = policy.wantsRequest ? requestView(request, reply) : undefined
+      const context = policy.start(reply.raw, view, onExpire, reply, undefined, true)
       request.breakwater = context
       const reason = context.abortReason
       if (reason !== undefined) {
@@ -117,10 +116,18 @@ function hooksFor(policy: Timeout): Hooks {
           request,
           reply,
         )
-        return isPromiseLike(result) ? new GuardedResult(result, request, reply, policy) : result
+        if (isPromiseLike(result)) return new GuardedResult(result, request, reply, policy)
+        settle(request, reply) // a callback-style handler: Fastify sends what it returned after this
+        return result
       } as RouteHandlerMethod
     },
   }
+}
+
+/** The handler is done: the lifecycle ends now if the response is written, else when it closes. */
+function settle(request: FastifyRequest, reply: FastifyReply): void {
+  const context = request.breakwater
+  if (context !== null) handlerSettled(context, reply.raw.writableEnded)
 }
 
 const identity = (value: unknown): unknown => value
@@ -159,7 +166,11 @@ class GuardedResult {
     return this.#result.then(
       (value) => {
         const context = request.breakwater
-        if (!reply.sent || context === null || context.abortReason === undefined) return onValue(value)
+        if (!reply.sent || context === null || context.abortReason === undefined) {
+          const out = onValue(value) // Fastify sends the payload, usually to the end, before this returns
+          settle(request, reply)
+          return out
+        }
         if (value !== undefined) reportLateWrite(context, 'send') // the handler answered after the 503
         return onValue(undefined) // "nothing more to send", as a handler that used reply.send() itself
       },
@@ -167,9 +178,13 @@ class GuardedResult {
         const context = request.breakwater ?? undefined
         if (reply.sent && context?.abortReason !== undefined) return onValue(undefined) // answered at the deadline
         const decision = policy.decisionFor(error, context)
-        if (decision === undefined || decision.status !== 504 || reply.sent) return onError(error)
-        sendRejection(reply, decision)
-        return onValue(undefined)
+        try {
+          if (decision === undefined || decision.status !== 504 || reply.sent) return onError(error)
+          sendRejection(reply, decision)
+          return onValue(undefined)
+        } finally {
+          settle(request, reply)
+        }
       },
     )
   }

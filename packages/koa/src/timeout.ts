@@ -5,6 +5,7 @@ import {
   createTimeout,
   type ExpiryHandler,
   guardLateWrites,
+  handlerSettled,
   type RequestContext,
   reportLateWrite,
   type Timeout,
@@ -74,7 +75,15 @@ const LATE_FIELDS = ['body', 'status'] as const
 export function timeout(options: TimeoutOptions = {}): TimeoutMiddleware {
   const policy = createTimeout(options)
   function timeoutMiddleware(ctx: Context, next: Next): Promise<unknown> | undefined {
-    const context = policy.start(ctx.res, policy.wantsRequest ? requestView(ctx) : undefined, onExpire, ctx)
+    // Reported below when the chain settles, so a request that finishes in time never listens to its response.
+    const context = policy.start(
+      ctx.res,
+      policy.wantsRequest ? requestView(ctx) : undefined,
+      onExpire,
+      ctx,
+      ctx.res,
+      true,
+    )
     ctx.breakwater = context
     const reason = context.abortReason
     if (reason !== undefined) {
@@ -83,9 +92,21 @@ export function timeout(options: TimeoutOptions = {}): TimeoutMiddleware {
       if (decision !== undefined) sendRejection(ctx, decision)
       return undefined
     }
-    return next().then(undefined, (error: unknown) => onFailure(error, ctx, context, policy))
+    return next().then(
+      // Koa writes a buffered body as soon as the chain settles, in this turn; a stream, or a response the app
+      // writes itself (`ctx.respond = false`), is timed until it closes.
+      () => handlerSettled(context, ctx.respond !== false && !isStream(ctx.body)),
+      (error: unknown) => {
+        handlerSettled(context, false)
+        return onFailure(error, ctx, context, policy)
+      },
+    )
   }
   return Object.assign(timeoutMiddleware, { policy })
+}
+
+function isStream(body: unknown): boolean {
+  return typeof body === 'object' && body !== null && typeof (body as { pipe?: unknown }).pipe === 'function'
 }
 
 function onFailure(error: unknown, ctx: Context, context: RequestContext, policy: Timeout): void {

@@ -81,6 +81,8 @@ let expireImpl: (context: RequestContext) => void
 let fireQueueImpl: (queue: DeadlineQueue) => void
 let waitingIn: (queue: DeadlineQueue) => number
 let clientGoneImpl: (context: RequestContext) => void
+let leaveUnwatchedImpl: (context: RequestContext, res: ServerResponse) => void
+let handlerSettledImpl: (context: RequestContext, responseDone: boolean) => void
 
 /**
  * A request's lifecycle: its one `signal`, its absolute `deadline`, and helpers to pass what is left of its budget
@@ -117,7 +119,13 @@ export class RequestContext implements ShutdownTarget {
   #outcome: TimeoutDecisionEvent['outcome'] | undefined = undefined
   #header: string
   #open: boolean
-  #lateReported = false;
+  #lateReported = false
+  /**
+   * The response, while nobody has needed to hear of its `close` yet: the adapter promised to report the end of
+   * the handler ({@link handlerSettled}), and a listener is attached only if the signal is read, the deadline or
+   * shutdown hits first, or the response is still being written when the handler is done.
+   */
+  #unwatched: ServerResponse | undefined = undefined;
   /** @internal The live list's links (see `registerLive`). */
   [livePrev]: ShutdownTarget | undefined = undefined;
   /** @internal */
@@ -136,6 +144,10 @@ export class RequestContext implements ShutdownTarget {
       return count
     }
     clientGoneImpl = (context) => context.#clientGone()
+    leaveUnwatchedImpl = (context, res) => {
+      context.#unwatched = res
+    }
+    handlerSettledImpl = (context, responseDone) => context.#handlerSettled(responseDone)
   }
 
   /**
@@ -169,6 +181,8 @@ export class RequestContext implements ShutdownTarget {
    * never look at it cost no AbortController.
    */
   get signal(): AbortSignal {
+    // Whoever holds the signal must hear of the client leaving.
+    if (this.#unwatched !== undefined) this.#watch()
     let controller = this.#controller
     if (controller === undefined) {
       controller = new AbortController()
@@ -302,6 +316,7 @@ export class RequestContext implements ShutdownTarget {
    * The signal is left as it is: work that outlives a completed request is not cancelled by this.
    */
   dispose(): void {
+    this.#unwatched = undefined
     if (!this.#open) return
     this.#open = false
     unregisterLive(this)
@@ -311,6 +326,7 @@ export class RequestContext implements ShutdownTarget {
 
   /** @internal Called by `triggerShutdown()`. */
   [cancelForShutdown](): void {
+    if (this.#unwatched !== undefined) this.#watch() // a client already gone is not answered 503
     if (!this.#open) return
     this.#open = false
     unregisterLive(this)
@@ -322,6 +338,25 @@ export class RequestContext implements ShutdownTarget {
       this.#abort('shutdown', 'The request was cancelled because the process is shutting down.')
     }
     this.#clear()
+  }
+
+  /** Start listening for the response's `close` (see `#unwatched`); ends the lifecycle now if it has closed. */
+  #watch(): void {
+    const res = this.#unwatched as ServerResponse
+    this.#unwatched = undefined
+    if (!this.#open) return
+    if (res.closed) closeContext(res, this)
+    else res.on('close', () => closeContext(res, this))
+  }
+
+  #handlerSettled(responseDone: boolean): void {
+    if (this.#unwatched === undefined) return // watched: the response's close ends the lifecycle
+    if (!responseDone) {
+      this.#watch() // still being written (a stream, an async onSend hook): time it until it closes
+      return
+    }
+    this.#unwatched = undefined
+    this.dispose()
   }
 
   #clientGone(): void {
@@ -444,6 +479,7 @@ export class RequestContext implements ShutdownTarget {
 
   #expire(): void {
     this.#timer = undefined
+    if (this.#unwatched !== undefined) this.#watch() // a client already gone ends the lifecycle here, unanswered
     if (this.#reason !== undefined || !this.#open) return
     // libuv caches loop time in whole milliseconds, so a timer may fire up to ~1 ms early: never abort before the
     // deadline (remainingMs() must read 0 once aborted).
@@ -555,16 +591,19 @@ function checkMs(what: string, ms: unknown): void {
  * get signal() { return requestContext(this.#res).signal }
  */
 export function requestContext(res: ServerResponse, holder: object = res): RequestContext {
-  const slots = holder as ContextHolder
-  let context = slots[RESPONSE_CONTEXT]
-  if (context === undefined) {
-    context = new RequestContext()
-    slots[RESPONSE_CONTEXT] = context
-    const owned = context
-    const onClose = holder === res ? onResponseClose : (): void => closeContext(res, owned)
-    if (res.closed) onClose.call(res)
-    else res.on('close', onClose)
+  return (holder as ContextHolder)[RESPONSE_CONTEXT] ?? createContext(res, holder, true)
+}
+
+function createContext(res: ServerResponse, holder: object, watch: boolean): RequestContext {
+  const context = new RequestContext()
+  ;(holder as ContextHolder)[RESPONSE_CONTEXT] = context
+  if (!watch) {
+    leaveUnwatchedImpl(context, res)
+    return context
   }
+  const onClose = holder === res ? onResponseClose : (): void => closeContext(res, context)
+  if (res.closed) onClose.call(res)
+  else res.on('close', onClose)
   return context
 }
 
@@ -598,7 +637,9 @@ export function armContext<T>(
 
 /**
  * @internal {@link requestContext} of `res` armed as {@link armContext} does, reading the clock once when the
- * context is created here (the common case: the timeout middleware is the first to ask for it).
+ * context is created here (the common case: the timeout middleware is the first to ask for it). With `watch`
+ * false a context created here does not listen to the response until it needs to: the adapter then reports the
+ * end of the handler with {@link handlerSettled}.
  */
 export function armResponseContext<T>(
   res: ServerResponse,
@@ -608,11 +649,26 @@ export function armResponseContext<T>(
   request: RequestView | undefined,
   onExpire: ExpiryHandler<T>,
   target: T,
+  watch: boolean,
 ): RequestContext {
   const existing = (holder as ContextHolder)[RESPONSE_CONTEXT]
-  const context = existing ?? requestContext(res, holder)
+  const context = existing ?? createContext(res, holder, watch)
   armImpl(context, budgetMs, policy, request, onExpire, target, existing === undefined)
   return context
+}
+
+/**
+ * For adapters that started a timeout with `settledByHandler` (see `Timeout.start`): the handler is done.
+ * `responseDone` says whether the response has been written in full (or will be, synchronously, as Koa does once
+ * its middleware chain settles); the lifecycle then ends here, without a listener on the response ever having
+ * been attached. Otherwise (a stream still flowing, an asynchronous `onSend`) it ends when the response closes.
+ * Does nothing for a context that already listens to its response.
+ *
+ * @example
+ * return next().then(() => handlerSettled(context, !isStream(ctx.body)))
+ */
+export function handlerSettled(context: RequestContext, responseDone: boolean): void {
+  handlerSettledImpl(context, responseDone)
 }
 
 /** @internal Report that the client went away (for hosts without a node:http response). */

@@ -14,6 +14,7 @@ import {
   type ContextPolicy,
   DEFAULT_DEADLINE_HEADER,
   type ExpiryHandler,
+  type handlerSettled,
   MAX_TIMEOUT_MS,
   type RequestContext,
   settleContext,
@@ -58,7 +59,9 @@ export interface Timeout extends ContextPolicy {
    * request is open. Check `context.abortKind` afterwards: when set, the request is already over budget (or the
    * process is shutting down) and should be answered with {@link Timeout.decisionFor} without running the handler.
    * `request` may be left out while {@link Timeout.wantsRequest} is false. `holder` is where the context is
-   * kept, as for {@link requestContext} (default `res`).
+   * kept, as for {@link requestContext} (default `res`). With `settledByHandler`, the adapter promises to call
+   * {@link handlerSettled} when the handler is done: until then (or until something reads the signal, or the
+   * deadline comes) no `close` listener is put on the response — a request that finishes in time never needs one.
    */
   start<T>(
     res: ServerResponse,
@@ -66,6 +69,7 @@ export interface Timeout extends ContextPolicy {
     onExpire: ExpiryHandler<T>,
     target: T,
     holder?: object,
+    settledByHandler?: boolean,
   ): RequestContext
   /**
    * Whether {@link Timeout.start} reads the request: a trusted deadline header, or a subscriber to the timeout
@@ -173,9 +177,11 @@ export function createTimeout(options: TimeoutOptions = {}): Timeout {
     get wantsRequest() {
       return trust !== false || channels.timeoutDecision.hasSubscribers || channels.timeoutLateWrite.hasSubscribers
     },
-    start(res, request, onExpire, target, holder = res) {
+    start(res, request, onExpire, target, holder = res, settledByHandler = false) {
       const budget = request === undefined ? timeoutMs : budgetOf(request)
-      return armResponseContext(res, holder, budget, policy, request, onExpire, target)
+      // Subscribers hear `client_gone` when it happens, so their requests listen from the start.
+      const watch = !settledByHandler || channels.timeoutDecision.hasSubscribers
+      return armResponseContext(res, holder, budget, policy, request, onExpire, target, watch)
     },
     arm(context, request, onExpire, target) {
       const budget = request === undefined ? timeoutMs : budgetOf(request)
