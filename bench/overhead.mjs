@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
-import { cpuSeconds, killChildren, startServer, stop } from './lib/processes.mjs'
+import { cpuSeconds, killChildren, startServer, stop, stopChildrenOnInterrupt } from './lib/processes.mjs'
 import { formatMarkdown } from './lib/report.mjs'
 import { FRAMEWORKS, VARIANTS } from './variants.mjs'
 
@@ -177,12 +177,7 @@ function render(rows, startedAt) {
   return `${lines.join('\n')}\n`
 }
 
-const interrupt = () => {
-  killChildren()
-  process.exit(130)
-}
-process.once('SIGINT', interrupt)
-process.once('SIGTERM', interrupt)
+stopChildrenOnInterrupt()
 
 try {
   const startedAt = new Date()

@@ -15,6 +15,7 @@ import {
   startRedis,
   startServer,
   stop,
+  stopChildrenOnInterrupt,
   waitForQuietMachine,
 } from './lib/processes.mjs'
 import { formatMarkdown, renderTables, renderVerdicts, summarize } from './lib/report.mjs'
@@ -413,12 +414,7 @@ function render(meta, tables) {
     .join('\n')
 }
 
-const interrupt = () => {
-  killChildren()
-  process.exit(130)
-}
-process.once('SIGINT', interrupt)
-process.once('SIGTERM', interrupt)
+stopChildrenOnInterrupt()
 
 try {
   await main()

@@ -16,6 +16,16 @@ export function killChildren() {
   for (const child of children) child.kill('SIGKILL')
 }
 
+/** On Ctrl-C or SIGTERM, stop every child this process started, then exit 130. */
+export function stopChildrenOnInterrupt() {
+  const interrupt = () => {
+    killChildren()
+    process.exit(130)
+  }
+  process.once('SIGINT', interrupt)
+  process.once('SIGTERM', interrupt)
+}
+
 /** A port free on 127.0.0.1 right now. */
 export function freePort() {
   return new Promise((resolve, reject) => {

@@ -75,6 +75,20 @@ async function serve(timeout: Timeout, handler: Handler): Promise<string> {
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
 }
 
+/** `'ended'` when the response arrives in full, `'cut'` when its connection is destroyed midway. */
+function responseOutcome(url: string): Promise<'ended' | 'cut'> {
+  return new Promise((resolve) => {
+    httpRequest(url, (response) => {
+      response.on('data', () => {})
+      response.on('end', () => resolve('ended'))
+      response.on('error', () => resolve('cut'))
+      response.on('aborted', () => resolve('cut'))
+    })
+      .on('error', () => resolve('cut'))
+      .end()
+  })
+}
+
 /** Resolves when `signal` aborts (rejecting with its reason), as a database driver would. */
 function waitOn(signal: AbortSignal, ms: number): Promise<void> {
   return sleep(ms, undefined, { signal })
@@ -203,16 +217,7 @@ describe('timeout over real sockets (node:http)', () => {
       await waitOn(context.signal, 5_000).catch(() => {})
     })
     const started = performance.now()
-    const outcome = await new Promise<string>((resolve) => {
-      httpRequest(url, (response) => {
-        response.on('data', () => {})
-        response.on('end', () => resolve('ended'))
-        response.on('error', () => resolve('cut'))
-        response.on('aborted', () => resolve('cut'))
-      })
-        .on('error', () => resolve('cut'))
-        .end()
-    })
+    const outcome = await responseOutcome(url)
     expect(outcome).toBe('cut')
     expect(performance.now() - started).toBeLessThan(60 + 200)
   })
@@ -320,16 +325,7 @@ describe('timeout settled by the handler (no close listener until one is needed)
       res.write('partial') // a stream that stalls after the handler returned
     })
     const started = performance.now()
-    const outcome = await new Promise<string>((resolve) => {
-      httpRequest(url, (response) => {
-        response.on('data', () => {})
-        response.on('end', () => resolve('ended'))
-        response.on('error', () => resolve('cut'))
-        response.on('aborted', () => resolve('cut'))
-      })
-        .on('error', () => resolve('cut'))
-        .end()
-    })
+    const outcome = await responseOutcome(url)
     expect(outcome).toBe('cut')
     expect(performance.now() - started).toBeLessThan(80 + 200)
     await until(() => deadlineQueueStats().waiting === 0 && liveCount() === 0)
