@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import { startServer } from './lib/processes.mjs'
+import { formatMarkdown } from './lib/report.mjs'
 import { FRAMEWORKS, VARIANTS } from './variants.mjs'
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
@@ -101,7 +102,7 @@ for (const row of rows) {
   const ratio = bare ? bare.perRequest / row.perRequest : Number.NaN
   lines.push(
     `| ${row.framework} | ${row.variant} | ${row.label} | ${Math.round(row.perRequest).toLocaleString('en')} | ` +
-      `${bare ? Math.round(added).toLocaleString('en') : '–'} | ${bare ? ratio.toFixed(2) : '–'} |`,
+      `${bare ? Math.round(added).toLocaleString('en') : '–'} | ${bare ? ratio.toFixed(3) : '–'} |`,
   )
 }
 process.stdout.write(`${lines.join('\n')}\n`)
@@ -117,5 +118,7 @@ if (!flags['no-write']) {
     '- How to read it: bench/README.md, "Counting instructions instead of seconds".',
     '',
   ]
-  writeFileSync(join(BENCH_DIR, 'INSTRUCTIONS.md'), `${[...header, ...lines].join('\n')}\n`)
+  const file = join(BENCH_DIR, 'INSTRUCTIONS.md')
+  writeFileSync(file, `${[...header, ...lines].join('\n')}\n`)
+  formatMarkdown(file)
 }

@@ -76,6 +76,15 @@ export const VARIANTS = {
       optional: true,
       noTarget: true,
     },
+    // The floor under any limiter sending the two IETF fields: a hook setting them to constants, nothing else.
+    {
+      name: 'noop-headers',
+      store: 'none',
+      kind: 'reference',
+      label: 'an onRequest hook setting RateLimit and RateLimit-Policy to constants',
+      optional: true,
+      noTarget: true,
+    },
     { name: 'breakwater-memory', store: 'memory', kind: 'breakwater', label: '@breakwater/fastify' },
     // Diagnostic: the same limiter sending no headers, to separate the limiter's cost from the cost of emitting
     // two more response headers through Fastify and Node.

@@ -28,6 +28,22 @@ const VARIANTS = {
     options: {},
   }),
 
+  // The floor under any limiter that sends the IETF fields: an onRequest hook that only sets `RateLimit` and
+  // `RateLimit-Policy` to constant strings (as long as Breakwater's for this limit). No counting, no key.
+  'noop-headers': async () => ({
+    plugin: Object.assign(
+      async (app) => {
+        app.addHook('onRequest', (_request, reply, done) => {
+          reply.header('ratelimit', '"default";r=999999999;t=60')
+          reply.header('ratelimit-policy', '"default";q=1000000000;w=60')
+          done()
+        })
+      },
+      { [Symbol.for('skip-override')]: true },
+    ),
+    options: {},
+  }),
+
   'breakwater-memory': async () => {
     const rateLimit = await breakwater('@breakwater/fastify', 'rateLimit')
     return { plugin: rateLimit, options: { limit: LIMIT, windowMs: WINDOW_MS } }

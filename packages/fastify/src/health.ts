@@ -12,6 +12,7 @@ import {
 } from '@breakwater/core'
 import type { FastifyContextConfig, FastifyInstance, FastifyPluginCallback, RouteHandlerMethod } from 'fastify'
 import fp from 'fastify-plugin'
+import { setHeader } from './reply.js'
 import { requestView } from './request-view.js'
 
 declare module 'fastify' {
@@ -44,7 +45,7 @@ function handlerFor(probes: Health, kind: ProbeKind): RouteHandlerMethod {
   return async function breakwaterHealthProbe(request, reply) {
     const answer = await probes.answer(kind, requestView(request, reply))
     reply.code(answer.statusCode)
-    for (const [name, value] of answer.headers) reply.header(name, value)
+    for (const [name, value] of answer.headers) setHeader(reply, name, value)
     return answer.payload
   }
 }

@@ -20,7 +20,7 @@ import type {
   preHandlerHookHandler,
 } from 'fastify'
 import fp from 'fastify-plugin'
-import { sendRejection } from './reply.js'
+import { sendRejection, setHeader } from './reply.js'
 import { requestView } from './request-view.js'
 
 /** Plugin options: the default policy of every route, plus `global`. */
@@ -102,7 +102,7 @@ function apply(
   else if (decision.action === 'reject') sendRejection(reply, decision)
   else if (decision.action === 'replay') {
     reply.code(decision.status)
-    for (const [name, value] of decision.headers) reply.header(name, value)
+    for (const [name, value] of decision.headers) setHeader(reply, name, value)
     reply.send(decision.body)
   } else {
     request.breakwaterIdempotency = decision.ticket
