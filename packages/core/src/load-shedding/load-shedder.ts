@@ -6,6 +6,7 @@ import { CONTINUE, type Decision, type MaybePromise, type RejectDecision } from 
 import { ErrorCode, InvalidOptionError } from '../errors.js'
 import { channels, publish } from '../events.js'
 import { type Clock, monotonicNow } from '../internal/clock.js'
+import { onResponseClose, responseFinished } from '../internal/response.js'
 import { nonNegativeNumber, positiveInteger } from '../internal/validate.js'
 import { PROBLEM_CONTENT_TYPE, ProblemType } from '../problem.js'
 import type { RequestView } from '../request-view.js'
@@ -281,7 +282,7 @@ class Shedder implements LoadShedder {
   /** The response of `ticket` closed: release its permit (or its queue place), with the outcome as its signal. */
   #closed(res: ServerResponse, ticket: Ticket): void {
     if (ticket.state === QUEUED) this.#abandon(ticket)
-    else if (!res.writableFinished)
+    else if (!responseFinished(res))
       this.finish(ticket, 'ignored') // the client left: no latency signal
     else {
       const status = res.statusCode
@@ -359,8 +360,8 @@ class Shedder implements LoadShedder {
    */
   #watch(res: ServerResponse, slots: Record<symbol, Ticket | undefined>, ticket: Ticket): void {
     slots[this.#key] = ticket
-    if (slots === (res as object)) res.on('close', this.#onClose)
-    else res.on('close', () => this.#closed(res, ticket))
+    if (slots === (res as object)) onResponseClose(res, this.#onClose)
+    else onResponseClose(res, () => this.#closed(res, ticket))
   }
 
   acquire(

@@ -6,6 +6,7 @@ import type { RejectDecision } from '../decision.js'
 import { type AbortKind, DeadlineExceededError, InvalidOptionError, RequestAbortedError } from '../errors.js'
 import { channels, publish, type TimeoutDecisionEvent, type TimeoutLateWriteEvent } from '../events.js'
 import { monotonicNow } from '../internal/clock.js'
+import { onResponseClose, responseClosed, responseFinished } from '../internal/response.js'
 import type { RequestView } from '../request-view.js'
 import { cancelForShutdown, liveNext, livePrev, registerLive, type ShutdownTarget, unregisterLive } from './shutdown.js'
 
@@ -345,8 +346,8 @@ export class RequestContext implements ShutdownTarget {
     const res = this.#unwatched as ServerResponse
     this.#unwatched = undefined
     if (!this.#open) return
-    if (res.closed) closeContext(res, this)
-    else res.on('close', () => closeContext(res, this))
+    if (responseClosed(res)) closeContext(res, this)
+    else onResponseClose(res, () => closeContext(res, this))
   }
 
   #handlerSettled(responseDone: boolean): void {
@@ -601,9 +602,9 @@ function createContext(res: ServerResponse, holder: object, watch: boolean): Req
     leaveUnwatchedImpl(context, res)
     return context
   }
-  const onClose = holder === res ? onResponseClose : (): void => closeContext(res, context)
-  if (res.closed) onClose.call(res)
-  else res.on('close', onClose)
+  const onClose = holder === res ? onContextResponseClose : (): void => closeContext(res, context)
+  if (responseClosed(res)) onClose.call(res)
+  else onResponseClose(res, onClose)
   return context
 }
 
@@ -613,13 +614,13 @@ export function existingRequestContext(res: ServerResponse, holder: object = res
 }
 
 // One shared listener for every response kept on itself: `this` is the response, so nothing is allocated.
-function onResponseClose(this: ServerResponse): void {
+function onContextResponseClose(this: ServerResponse): void {
   const context = (this as ContextHolder)[RESPONSE_CONTEXT]
   if (context !== undefined) closeContext(this, context)
 }
 
 function closeContext(res: ServerResponse, context: RequestContext): void {
-  if (!res.writableFinished) clientGoneImpl(context)
+  if (!responseFinished(res)) clientGoneImpl(context)
   context.dispose()
 }
 

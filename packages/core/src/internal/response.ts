@@ -1,0 +1,38 @@
+// Reads of a node:http response that do not look anything up along its prototype chain. Express gives every
+// response a prototype of its own app's, and on those objects each inherited method or getter (`res.on`,
+// `res.closed`, `res.writableFinished`) cost thousands of instructions per request, counted under callgrind —
+// more than the rest of a request's lifecycle. Node's own functions, called directly, read only the response's
+// own fields. Other responses (HTTP/2 compatibility, test doubles) are read the ordinary way.
+
+import { EventEmitter } from 'node:events'
+import { OutgoingMessage, type ServerResponse } from 'node:http'
+
+const outgoing = OutgoingMessage.prototype
+const getterOf = (name: string): (() => boolean) | undefined =>
+  Object.getOwnPropertyDescriptor(outgoing, name)?.get as (() => boolean) | undefined
+const closedGetter = getterOf('closed')
+const writableFinishedGetter = getterOf('writableFinished')
+const addListener = EventEmitter.prototype.on
+
+/** Whether `res` has emitted `close` (node:http) or is closed. */
+export function responseClosed(res: ServerResponse): boolean {
+  return closedGetter !== undefined && res instanceof OutgoingMessage
+    ? closedGetter.call(res)
+    : (res as Pick<ServerResponse, 'closed'>).closed
+}
+
+/**
+ * Whether `res` was written in full before it closed (`writableFinished`). An HTTP/2 compatibility response whose
+ * stream the client cancelled reports `writableFinished` (its stream's) but not `finished` (its own end()).
+ */
+export function responseFinished(res: ServerResponse): boolean {
+  if (writableFinishedGetter !== undefined && res instanceof OutgoingMessage) return writableFinishedGetter.call(res)
+  const other = res as Pick<ServerResponse, 'writableFinished' | 'finished'>
+  return other.writableFinished && other.finished !== false
+}
+
+/** `res.on('close', listener)`. */
+export function onResponseClose(res: ServerResponse, listener: (this: ServerResponse) => void): void {
+  if (res instanceof OutgoingMessage) addListener.call(res, 'close', listener)
+  else (res as Pick<ServerResponse, 'on'>).on('close', listener)
+}
