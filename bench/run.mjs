@@ -406,6 +406,8 @@ function render(meta, tables) {
     'Limit 1e9 per 60 s (never rejects), one key (the client IP) for every library. Targets: Fastify memory ≥ 0.95 of bare,',
     'Fastify Redis ≥ 0.80 of bare; Express and Koa ≥ the best peer ratio measured in this run on the same store.',
     '"ref." is the ratio published for that peer in REFERENCE.md. How to read this: bench/README.md.',
+    'Timeout and load-shedding rows (target ≥ 0.97 of bare): back-to-back runs here move by more than their 3 %;',
+    'bench/OVERHEAD.md measures them by interleaving short runs of each server, next to an empty middleware.',
     '',
     verdicts ? `${verdicts}\n` : '',
     renderTables(tables),
