@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import { cpuSeconds, killChildren, startServer, stop, stopChildrenOnInterrupt } from './lib/processes.mjs'
-import { formatMarkdown } from './lib/report.mjs'
+import { formatMarkdown, median } from './lib/report.mjs'
 import { FRAMEWORKS, VARIANTS } from './variants.mjs'
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
@@ -72,13 +72,6 @@ async function measure(server, seconds) {
     rps: result.requests.average,
     cpuMicros: cpu0 === undefined || cpu1 === undefined || total === 0 ? undefined : ((cpu1 - cpu0) * 1e6) / total,
   }
-}
-
-const median = (values) => {
-  const sorted = values.filter((v) => v !== undefined && Number.isFinite(v)).sort((a, b) => a - b)
-  if (sorted.length === 0) return Number.NaN
-  const mid = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }
 
 async function runFramework(framework) {
@@ -157,7 +150,7 @@ function render(rows, startedAt) {
     if (row.target === undefined) continue
     const verdict = row.ratio >= row.target ? 'PASS' : 'FAIL'
     lines.push(
-      `- ${verdict} — ${row.framework} ${row.name}: ratio ${row.ratio.toFixed(3)} (rounds ${row.low.toFixed(3)}–${row.high.toFixed(3)}), target ≥ ${row.target.toFixed(2)} of bare, CPU ratio ${row.cpuRatio.toFixed(3)}`,
+      `- ${verdict} — ${row.framework} ${row.name}: ratio ${row.ratio.toFixed(3)} (rounds ${row.low.toFixed(3)}–${row.high.toFixed(3)}), target ≥ ${row.target.toFixed(2)} of bare, CPU ratio ${row.cpuRatio?.toFixed(3) ?? '–'}`,
     )
   }
   lines.push(
@@ -169,9 +162,9 @@ function render(rows, startedAt) {
     const isBare = row.name === 'bare'
     const result = row.target === undefined ? '' : row.ratio >= row.target ? '**PASS**' : '**FAIL**'
     lines.push(
-      `| ${row.framework} | ${row.name} | ${row.label} | ${Math.round(row.rps).toLocaleString('en')} | ${row.cpuMicros.toFixed(1)} | ` +
+      `| ${row.framework} | ${row.name} | ${row.label} | ${Math.round(row.rps).toLocaleString('en')} | ${row.cpuMicros?.toFixed(1) ?? '–'} | ` +
         `${isBare ? '1.000' : row.ratio.toFixed(3)} | ${isBare ? '' : `${row.low.toFixed(3)}–${row.high.toFixed(3)}`} | ` +
-        `${isBare ? '1.000' : row.cpuRatio.toFixed(3)} | ${row.target === undefined ? '' : `≥ ${row.target.toFixed(2)}`} | ${result} |`,
+        `${isBare ? '1.000' : (row.cpuRatio?.toFixed(3) ?? '–')} | ${row.target === undefined ? '' : `≥ ${row.target.toFixed(2)}`} | ${result} |`,
     )
   }
   return `${lines.join('\n')}\n`

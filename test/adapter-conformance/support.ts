@@ -87,11 +87,5 @@ export function headerLines(response: RawResponse, name: string): string[] {
   return lines
 }
 
-/** Poll `condition` until it holds or `timeoutMs` passes. */
-export async function until(condition: () => boolean, timeoutMs = 2000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
+/** Poll `condition` until it holds or the timeout passes (the core tests' helper). */
+export { until } from '../../packages/core/test/helpers.js'

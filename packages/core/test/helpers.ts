@@ -14,6 +14,15 @@ export function view(ip: string | undefined = '192.0.2.1', headers: Record<strin
   }
 }
 
+/** Poll `condition` every few ms until it holds; throw if it still does not after `timeoutMs`. */
+export async function until(condition: () => boolean, timeoutMs = 2_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}
+
 export function manualClock(start = 1_000_000): { now: () => number; advance: (ms: number) => void } {
   let t = start
   return {

@@ -8,16 +8,12 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, describe, expect, it } from 'vitest'
 import { requestContext } from '../src/index.js'
 import { onResponseClose, responseClosed, responseFinished } from '../src/internal/response.js'
+import { until } from './helpers.js'
 
 const closers: (() => Promise<void>)[] = []
 afterEach(async () => {
   for (const close of closers.splice(0)) await close()
 })
-
-async function until(condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 400 && !condition(); i++) await sleep(5)
-  expect(condition()).toBe(true)
-}
 
 describe('response reads', () => {
   it('node:http: closed and written in full, as the response itself says', async () => {

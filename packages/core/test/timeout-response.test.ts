@@ -18,7 +18,7 @@ import {
 } from '../src/index.js'
 import { deadlineQueueStats } from '../src/timeout/request-context.js'
 import { liveCount } from '../src/timeout/shutdown.js'
-import { breakwaterTimersDuring } from './helpers.js'
+import { breakwaterTimersDuring, until } from './helpers.js'
 
 type Handler = (req: IncomingMessage, res: ServerResponse, context: RequestContext) => Promise<void> | void
 
@@ -331,11 +331,3 @@ describe('timeout settled by the handler (no close listener until one is needed)
     await until(() => deadlineQueueStats().waiting === 0 && liveCount() === 0)
   })
 })
-
-async function until(condition: () => boolean, timeoutMs = 2_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error('condition not met in time')
-    await sleep(5)
-  }
-}

@@ -10,7 +10,7 @@ import {
   isPromiseLike,
 } from '@breakwater/core'
 import type { Context, Middleware, Next } from 'koa'
-import { sendRejection } from './reply.js'
+import { isStreamedBody, sendRejection } from './reply.js'
 import { requestView } from './request-view.js'
 
 /** The middleware returned by {@link idempotency}, with its policy. */
@@ -61,18 +61,7 @@ async function run(ctx: Context, next: Next, ticket: IdempotencyTicket): Promise
   const body: unknown = ctx.body
   let payload: unknown = body
   if (body !== null && body !== undefined && typeof body === 'object' && !(body instanceof Uint8Array)) {
-    payload = isStream(body) ? body : JSON.stringify(body)
+    payload = isStreamedBody(body) ? body : JSON.stringify(body)
   }
   await ticket.finish(ctx.status, (name) => ctx.response.get(name) || undefined, payload)
-}
-
-/** A Node stream, a web ReadableStream, a Blob or a Response: bodies Koa streams rather than buffers. */
-function isStream(body: object): boolean {
-  const candidate = body as { pipe?: unknown; getReader?: unknown; stream?: unknown; arrayBuffer?: unknown }
-  return (
-    typeof candidate.pipe === 'function' ||
-    typeof candidate.getReader === 'function' ||
-    typeof candidate.stream === 'function' ||
-    typeof candidate.arrayBuffer === 'function'
-  )
 }

@@ -39,3 +39,21 @@ function appendHeader(ctx: Context, name: string, value: string): void {
   const previous = ctx.res.getHeader(name)
   ctx.set(name, previous === undefined ? value : `${String(previous)}, ${value}`)
 }
+
+/**
+ * A Node stream, a web ReadableStream, a Blob or a Response: bodies Koa streams after the middleware chain
+ * settles, rather than writing them at once.
+ *
+ * @example
+ * if (isStreamedBody(ctx.body)) return // still being written after the handler
+ */
+export function isStreamedBody(body: unknown): boolean {
+  if (typeof body !== 'object' || body === null) return false
+  const candidate = body as { pipe?: unknown; getReader?: unknown; stream?: unknown; arrayBuffer?: unknown }
+  return (
+    typeof candidate.pipe === 'function' ||
+    typeof candidate.getReader === 'function' ||
+    typeof candidate.stream === 'function' ||
+    typeof candidate.arrayBuffer === 'function'
+  )
+}

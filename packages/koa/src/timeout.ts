@@ -12,7 +12,7 @@ import {
   type TimeoutOptions,
 } from '@breakwater/core'
 import type { Context, Middleware, Next } from 'koa'
-import { sendRejection } from './reply.js'
+import { isStreamedBody, sendRejection } from './reply.js'
 import { requestView } from './request-view.js'
 
 declare module 'koa' {
@@ -93,9 +93,9 @@ export function timeout(options: TimeoutOptions = {}): TimeoutMiddleware {
       return undefined
     }
     return next().then(
-      // Koa writes a buffered body as soon as the chain settles, in this turn; a stream, or a response the app
-      // writes itself (`ctx.respond = false`), is timed until it closes.
-      () => handlerSettled(context, ctx.respond !== false && !isStream(ctx.body)),
+      // Koa writes a buffered body as soon as the chain settles, in this turn; a streamed body, or a response the
+      // app writes itself (`ctx.respond = false`), is timed until it closes.
+      () => handlerSettled(context, ctx.respond !== false && !isStreamedBody(ctx.body)),
       (error: unknown) => {
         handlerSettled(context, false)
         return onFailure(error, ctx, context, policy)
@@ -103,10 +103,6 @@ export function timeout(options: TimeoutOptions = {}): TimeoutMiddleware {
     )
   }
   return Object.assign(timeoutMiddleware, { policy })
-}
-
-function isStream(body: unknown): boolean {
-  return typeof body === 'object' && body !== null && typeof (body as { pipe?: unknown }).pipe === 'function'
 }
 
 function onFailure(error: unknown, ctx: Context, context: RequestContext, policy: Timeout): void {

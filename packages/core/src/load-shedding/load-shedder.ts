@@ -273,7 +273,7 @@ class Shedder implements LoadShedder {
     const key = this.#key
     const shedder = this
     // One listener function per shedder (`this` is the response): nothing is allocated per request for it.
-    this.#onClose = function onResponseClose(this: ServerResponse): void {
+    this.#onClose = function releaseOnClose(this: ServerResponse): void {
       const ticket = (this as ServerResponse & Record<symbol, Ticket | undefined>)[key]
       if (ticket !== undefined) shedder.#closed(this, ticket)
     }

@@ -356,7 +356,6 @@ export class RequestContext implements ShutdownTarget {
       this.#watch() // still being written (a stream, an async onSend hook): time it until it closes
       return
     }
-    this.#unwatched = undefined
     this.dispose()
   }
 
@@ -666,7 +665,7 @@ export function armResponseContext<T>(
  * Does nothing for a context that already listens to its response.
  *
  * @example
- * return next().then(() => handlerSettled(context, !isStream(ctx.body)))
+ * return next().then(() => handlerSettled(context, !isStreamedBody(ctx.body)))
  */
 export function handlerSettled(context: RequestContext, responseDone: boolean): void {
   handlerSettledImpl(context, responseDone)
