@@ -12,6 +12,9 @@ import {
 import { rateLimit as koaRateLimit } from '@breakwater/koa'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { afterEach, describe, expect, it } from 'vitest'
+import { deadlineQueueStats } from '../../packages/core/src/timeout/request-context.js'
+import { liveCount } from '../../packages/core/src/timeout/shutdown.js'
+import { until } from './support.js'
 
 describe('@breakwater/fastify', () => {
   let app: FastifyInstance | undefined
@@ -137,6 +140,40 @@ describe('@breakwater/fastify', () => {
       expect(await late.json()).toMatchObject({ code: 'BW_DEADLINE_EXCEEDED' })
     }
     expect(settled).toEqual(['/ok/finally', '/late/finally'])
+  })
+
+  it('ends the timeout’s lifecycle of a request a later hook answered before its handler could run', async () => {
+    const instance = Fastify()
+    await instance.register(fastifyTimeout, { timeoutMs: '30s' })
+    // Authentication-style hooks after the timeout's: one answers synchronously, one after a body was parsed.
+    instance.addHook('preHandler', (request, reply, done) => {
+      if (request.headers.authorization === undefined) reply.code(401).send({ error: 'who are you?' })
+      else done()
+    })
+    instance.addHook('preHandler', async (request, reply) => {
+      if ((request.body as { deny?: boolean } | undefined)?.deny === true) return reply.code(403).send({ no: 1 })
+    })
+    const handled: string[] = []
+    instance.all('/api/private', async (request) => {
+      handled.push(request.method)
+      return { ok: true }
+    })
+    const url = await listen(instance)
+    const live = liveCount()
+    const statuses = []
+    for (let i = 0; i < 20; i++) {
+      statuses.push((await fetch(`${url}/api/private`)).status)
+      const denied = await fetch(`${url}/api/private`, {
+        method: 'POST',
+        headers: { authorization: 'Bearer x', 'content-type': 'application/json' },
+        body: JSON.stringify({ deny: true }),
+      })
+      statuses.push(denied.status)
+    }
+    expect(new Set(statuses)).toEqual(new Set([401, 403]))
+    expect(handled).toEqual([])
+    // Nothing waits for the 30 s deadline: each request left the live list and the deadline queue with its response.
+    await until(() => liveCount() === live && deadlineQueueStats().waiting === 0)
   })
 
   it('rejects invalid options at registration with BW_INVALID_OPTION naming the option', async () => {

@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ErrorCode, type TimeoutDecisionEvent, type TimeoutLateWriteEvent } from '@breakwater/core'
 import { afterEach, describe, expect, it } from 'vitest'
+import { liveCount } from '../../packages/core/src/timeout/shutdown.js'
 import { breakwaterTimersDuring } from '../../packages/core/test/helpers.js'
 import { FRAMEWORKS } from './apps.js'
 import { rawRequest, until } from './support.js'
@@ -172,9 +173,11 @@ describe.each(FRAMEWORKS)('%s timeout adapter', (framework) => {
       (await rawRequest(`${trusting.url}/api/context`, { headers: { 'request-timeout-ms': '600000' } })).body,
     )
     expect(long.timeoutMs).toBe(5_000)
+    const live = liveCount()
     const over = await rawRequest(`${trusting.url}/api/wait?ms=10`, { headers: { 'request-timeout-ms': '0' } })
     expect(over.status).toBe(503)
     expect(trusting.seen.started).toBe(0) // over budget on arrival: the handler never ran
+    await until(() => liveCount() === live) // and its lifecycle ended with the response: nothing left registered
 
     const plain = await start(5_000)
     const ignored = JSON.parse(

@@ -5,7 +5,9 @@ import {
   createTimeout,
   type ExpiryHandler,
   guardLateWrites,
+  handedOn,
   handlerSettled,
+  handlerStarted,
   isPromiseLike,
   type RequestContext,
   reportLateWrite,
@@ -102,15 +104,21 @@ function hooksFor(policy: Timeout): Hooks {
         // Over budget before the handler ran (a trusted caller sent 0 ms), or shutting down: answer now.
         const decision = policy.decisionFor(reason)
         if (decision !== undefined && !reply.sent) sendRejection(reply, decision)
+        handlerSettled(context, false) // no handler will report its end: the lifecycle ends when the response closes
         return
       }
       done()
+      // Usually the handler has run by now. If not, a later hook answered (it never will), or the rest went
+      // asynchronous (body parsing, async hooks) and might fail before it: no longer counting on the handler.
+      handedOn(context, reply.raw.writableEnded)
     },
     // The handler's failure is translated here rather than in an error handler, so the user's own
     // setErrorHandler stays theirs: a DeadlineExceededError becomes 504 problem+json, and a handler rejecting
     // after the 503 went out is silenced instead of reaching Fastify's "reply already sent" path.
     wrap(handler) {
       return function breakwaterTimeoutHandler(this: unknown, request: FastifyRequest, reply: FastifyReply) {
+        const context = request.breakwater
+        if (context !== null) handlerStarted(context)
         const result = (handler as (this: unknown, request: FastifyRequest, reply: FastifyReply) => unknown).call(
           this,
           request,

@@ -84,6 +84,8 @@ let waitingIn: (queue: DeadlineQueue) => number
 let clientGoneImpl: (context: RequestContext) => void
 let leaveUnwatchedImpl: (context: RequestContext, res: ServerResponse) => void
 let handlerSettledImpl: (context: RequestContext, responseDone: boolean) => void
+let handlerStartedImpl: (context: RequestContext) => void
+let handedOnImpl: (context: RequestContext, responseDone: boolean) => void
 
 /**
  * A request's lifecycle: its one `signal`, its absolute `deadline`, and helpers to pass what is left of its budget
@@ -126,7 +128,9 @@ export class RequestContext implements ShutdownTarget {
    * the handler ({@link handlerSettled}), and a listener is attached only if the signal is read, the deadline or
    * shutdown hits first, or the response is still being written when the handler is done.
    */
-  #unwatched: ServerResponse | undefined = undefined;
+  #unwatched: ServerResponse | undefined = undefined
+  /** The adapter's handler wrapper has started the handler, which will report its end ({@link handlerStarted}). */
+  #handlerStarted = false;
   /** @internal The live list's links (see `registerLive`). */
   [livePrev]: ShutdownTarget | undefined = undefined;
   /** @internal */
@@ -149,6 +153,12 @@ export class RequestContext implements ShutdownTarget {
       context.#unwatched = res
     }
     handlerSettledImpl = (context, responseDone) => context.#handlerSettled(responseDone)
+    handlerStartedImpl = (context) => {
+      context.#handlerStarted = true
+    }
+    handedOnImpl = (context, responseDone) => {
+      if (!context.#handlerStarted) context.#handlerSettled(responseDone)
+    }
   }
 
   /**
@@ -669,6 +679,29 @@ export function armResponseContext<T>(
  */
 export function handlerSettled(context: RequestContext, responseDone: boolean): void {
   handlerSettledImpl(context, responseDone)
+}
+
+/**
+ * For adapters whose handler wrapper reports the end of the handler (Fastify): the wrapper is running the
+ * handler now. See {@link handedOn}.
+ */
+export function handlerStarted(context: RequestContext): void {
+  handlerStartedImpl(context)
+}
+
+/**
+ * For adapters whose handler wrapper reports the end of the handler: the hook that started the timeout has handed
+ * the request on and control is back. If no handler has started by now, it may never start (a later hook
+ * answered, or the rest runs asynchronously and may fail before it): the lifecycle then ends here when
+ * `responseDone`, else when the response closes, as {@link handlerSettled} does. Does nothing once the handler
+ * has started; the handler reports its own end.
+ *
+ * @example
+ * done()
+ * handedOn(context, reply.raw.writableEnded)
+ */
+export function handedOn(context: RequestContext, responseDone: boolean): void {
+  handedOnImpl(context, responseDone)
 }
 
 /** @internal Report that the client went away (for hosts without a node:http response). */
