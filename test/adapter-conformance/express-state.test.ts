@@ -81,6 +81,39 @@ describe('@breakwater/express per-request state', () => {
     expect(seen).toEqual([5_000, true, false, undefined, true])
   })
 
+  it('a handler answering before next() returns adds no close listener; a response still streaming keeps its permit', async () => {
+    const shedding = loadShedding({ limit: 10 })
+    const app = express()
+    const listeners: Record<string, number> = {}
+    const record: RequestHandler = (req, res) => {
+      res.on('finish', () => {
+        listeners[req.path] = res.listenerCount('close')
+      })
+      res.json({ ok: true })
+    }
+    app.get('/plain', record) // registered before the middleware: what Node and Express add on their own
+    app.use(timeout({ timeoutMs: 5_000 }), shedding)
+    app.get('/guarded', record)
+    let finishStream: (() => void) | undefined
+    app.get('/stream', (_req, res) => {
+      res.write('first chunk\n')
+      finishStream = () => res.end('last chunk\n')
+    })
+    const url = await listen(app)
+    expect((await rawRequest(`${url}/plain`)).status).toBe(200)
+    expect((await rawRequest(`${url}/guarded`)).status).toBe(200)
+    expect(listeners['/guarded']).toBe(listeners['/plain'])
+    expect(shedding.shedder.inflight).toBe(0)
+
+    const streamed = rawRequest(`${url}/stream`)
+    await until(() => finishStream !== undefined)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    expect(shedding.shedder.inflight).toBe(1) // the handler returned, the response is still open
+    finishStream?.()
+    expect((await streamed).body).toBe('first chunk\nlast chunk\n')
+    await until(() => shedding.shedder.inflight === 0)
+  })
+
   it('an app that replaces res.locals loses no permit, timer or decision: every lifecycle still ends', async () => {
     const decisions: TimeoutDecisionEvent[] = []
     const onDecision = (event: unknown): void => {

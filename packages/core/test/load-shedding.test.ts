@@ -1,4 +1,6 @@
 import diagnostics from 'node:diagnostics_channel'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
@@ -13,7 +15,7 @@ import {
   type RejectDecision,
   type RequestView,
 } from '../src/index.js'
-import { manualClock, view } from './helpers.js'
+import { manualClock, until, view } from './helpers.js'
 
 const isPermit = (value: unknown): value is Permit => typeof (value as Permit).release === 'function'
 const at = (path: string, headers: Record<string, string> = {}): RequestView => ({
@@ -326,5 +328,46 @@ describe('options', () => {
     expect(Number(shed.headers[1]?.[1])).toBeGreaterThanOrEqual(1)
     expect(Number(shed.headers[1]?.[1])).toBeLessThanOrEqual(5)
     expect(shedder.queued).toBe(0)
+  })
+})
+
+describe('permits whose adapter reports the handler returning (settledByHandler, handedOn)', () => {
+  it('releases at once when the response has ended, else when it closes; a client leaving still releases', async () => {
+    const shedder = make({ limit: 5 })
+    const seen: Array<{ path: string; inflight: number; listeners: number }> = []
+    const server = http.createServer((req, res) => {
+      const decision = shedder.admit(res, undefined, undefined, res, true)
+      expect(decision).toMatchObject({ action: 'continue' })
+      // What the adapter's next() would do: answer now, or keep writing (or waiting) after it returns.
+      if (req.url === '/now') res.end('done')
+      else res.write('started')
+      shedder.handedOn(res)
+      seen.push({ path: req.url ?? '', inflight: shedder.inflight, listeners: res.listenerCount('close') })
+      if (req.url === '/later') setTimeout(() => res.end(), 30)
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const { port } = server.address() as AddressInfo
+    const get = (path: string): Promise<string> =>
+      new Promise((resolve) => {
+        const req = http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+          res.resume()
+          res.on('end', () => resolve('complete'))
+          res.on('error', () => resolve('cut'))
+        })
+        req.on('error', () => resolve('cut'))
+        if (path === '/gone') setTimeout(() => req.destroy(), 30)
+      })
+    try {
+      expect(await get('/now')).toBe('complete')
+      expect(seen[0]).toEqual({ path: '/now', inflight: 0, listeners: 0 }) // released before next() returned
+      expect(await get('/later')).toBe('complete')
+      expect(seen[1]).toMatchObject({ path: '/later', inflight: 1, listeners: 1 }) // held while being written
+      await until(() => shedder.inflight === 0)
+      expect(await get('/gone')).toBe('cut')
+      await until(() => shedder.inflight === 0) // the client left mid-response: released, exactly once
+    } finally {
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    }
   })
 })

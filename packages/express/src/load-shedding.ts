@@ -36,16 +36,23 @@ export function loadShedding(options: LoadSheddingOptions = {}): LoadSheddingMid
   const shedder = createLoadShedder(options)
   function loadSheddingMiddleware(req: Request, res: Response, next: NextFunction): void {
     let decision: Decision | Promise<Decision>
+    let holder: object
     try {
       const view = shedder.wantsRequest ? requestView(req, res) : undefined
-      decision = shedder.admit(res, view, undefined, view?.holder ?? stateHolder(res))
+      holder = view?.holder ?? stateHolder(res)
+      // A permit granted now is released below if the handler answers before next() returns (most do), so the
+      // response gets a `close` listener only when it is still being written then.
+      decision = shedder.admit(res, view, undefined, holder, true)
     } catch (error) {
       next(error) // the user's `priority` or `exclude` function threw: Express's error handlers answer
       return
     }
     if (isPromiseLike(decision)) decision.then((settled) => applyLater(settled, res, next), next)
     else if (decision.action === 'reject') sendRejection(res, decision)
-    else next() // decided in this turn: nothing can have answered meanwhile
+    else {
+      next() // decided in this turn: nothing can have answered meanwhile
+      shedder.handedOn(res, holder)
+    }
   }
   return Object.assign(loadSheddingMiddleware, { shedder, overloadState: () => shedder.overloadState() })
 }

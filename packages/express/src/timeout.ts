@@ -6,7 +6,9 @@ import {
   createTimeout,
   type ExpiryHandler,
   guardLateWrites,
+  handlerSettled,
   type RequestContext,
+  responseEnded,
   type Timeout,
   type TimeoutOptions,
 } from '@breakwater/core'
@@ -95,16 +97,21 @@ export function timeout(options: TimeoutOptions = {}): TimeoutMiddleware {
   const policy = createTimeout(options)
   function timeoutMiddleware(req: Request, res: Response, next: NextFunction): void {
     const holder = stateHolder(res)
-    const context = policy.start(res, policy.wantsRequest ? requestView(req, res) : undefined, onExpire, res, holder)
+    // Reported below once next() returns, so a handler that answers in this turn (most do) never puts a `close`
+    // listener on its response; one still running or streaming then is timed until the response closes.
+    const view = policy.wantsRequest ? requestView(req, res) : undefined
+    const context = policy.start(res, view, onExpire, res, holder, true)
     expose(req, res, holder, context)
     const reason = context.abortReason
     if (reason !== undefined) {
       // Over budget before the handler ran (a trusted caller sent 0 ms), or shutting down: answer now.
       const decision = policy.decisionFor(reason)
       if (decision !== undefined && !res.headersSent) sendRejection(res, decision)
+      handlerSettled(context, false)
       return
     }
     next()
+    handlerSettled(context, responseEnded(res))
   }
   return Object.assign(timeoutMiddleware, { policy })
 }

@@ -12,6 +12,7 @@ const getterOf = (name: string): (() => boolean) | undefined =>
   Object.getOwnPropertyDescriptor(outgoing, name)?.get as (() => boolean) | undefined
 const closedGetter = getterOf('closed')
 const writableFinishedGetter = getterOf('writableFinished')
+const writableEndedGetter = getterOf('writableEnded')
 const addListener = EventEmitter.prototype.on
 
 /** Whether `res` has emitted `close` (node:http) or is closed. */
@@ -29,6 +30,20 @@ export function responseFinished(res: ServerResponse): boolean {
   if (writableFinishedGetter !== undefined && res instanceof OutgoingMessage) return writableFinishedGetter.call(res)
   const other = res as Pick<ServerResponse, 'writableFinished' | 'finished'>
   return other.writableFinished && other.finished !== false
+}
+
+/**
+ * Whether `res.end()` has been called (`writableEnded`): the whole response is in Node's hands, even if not yet
+ * flushed. An adapter whose handler returned with the response ended needs no `close` listener to time it.
+ *
+ * @example
+ * next()
+ * handlerSettled(context, responseEnded(res))
+ */
+export function responseEnded(res: ServerResponse): boolean {
+  return writableEndedGetter !== undefined && res instanceof OutgoingMessage
+    ? writableEndedGetter.call(res)
+    : (res as Pick<ServerResponse, 'writableEnded'>).writableEnded
 }
 
 /** `res.on('close', listener)`. */

@@ -6,7 +6,7 @@ import { CONTINUE, type Decision, type MaybePromise, type RejectDecision } from 
 import { ErrorCode, InvalidOptionError } from '../errors.js'
 import { channels, publish } from '../events.js'
 import { type Clock, monotonicNow } from '../internal/clock.js'
-import { onResponseClose, responseFinished } from '../internal/response.js'
+import { onResponseClose, responseEnded, responseFinished } from '../internal/response.js'
 import { nonNegativeNumber, positiveInteger } from '../internal/validate.js'
 import { PROBLEM_CONTENT_TYPE, ProblemType } from '../problem.js'
 import type { RequestView } from '../request-view.js'
@@ -97,13 +97,28 @@ export interface LoadShedder {
    * without a permit. A queued request whose client leaves is dropped from the queue; its promise resolves to
    * the rejection, and there is nobody to send it to. `request` may be left out while {@link wantsRequest} is
    * false. `holder` is the per-request object the permit is kept on (default `res`; see `requestContext`).
+   * With `settledByHandler`, a permit granted at once does not listen to `res` yet: the adapter promises to call
+   * {@link handedOn} when its middleware gets control back.
    */
   admit(
     res: ServerResponse,
     request: RequestView | undefined,
     priority?: Priority,
     holder?: object,
+    settledByHandler?: boolean,
   ): MaybePromise<Decision>
+  /**
+   * For adapters that passed `settledByHandler` to {@link admit}: the rest of the request's handling has returned
+   * (Express: `next()` came back). A permit whose response is already ended (`responseDone`, by default
+   * `res.writableEnded`: a handler that answered synchronously) is released now, with the status as its outcome;
+   * otherwise it is released when `res` closes, as without `settledByHandler`. Does nothing for a request with no
+   * such permit, or whose permit already listens.
+   *
+   * @example
+   * const decision = shedder.admit(res, undefined, undefined, res, true)
+   * if (decision.action === 'continue') { next(); shedder.handedOn(res) }
+   */
+  handedOn(res: ServerResponse, holder?: object, responseDone?: boolean): void
   /**
    * Whether {@link admit} reads the request: an `exclude` or `priority` option, or a subscriber to the decision
    * events. When false, adapters skip building a request view.
@@ -133,6 +148,11 @@ const SHEDDABLE = 2
 
 type Reason = NonNullable<LoadSheddingDecisionEvent['reason']>
 
+/** What a finished response's status tells the limiter: 503/504 are drops, other 5xx say nothing of latency. */
+function outcomeOf(status: number): 'success' | 'dropped' | 'ignored' {
+  return status === 503 || status === 504 ? 'dropped' : status >= 500 ? 'ignored' : 'success'
+}
+
 const QUEUED = 0
 const HELD = 1
 const DONE = 2
@@ -148,6 +168,8 @@ class Ticket implements Permit {
   inflightAtStart = 0
   resolve: ((decision: Decision) => void) | undefined = undefined
   timer: NodeJS.Timeout | undefined = undefined
+  /** A listener on the response will release it (false while the adapter promised `handedOn`). */
+  watched = false
   readonly shedder: Shedder
 
   constructor(shedder: Shedder, priority: number, request: RequestView | undefined, now: number) {
@@ -284,10 +306,7 @@ class Shedder implements LoadShedder {
     if (ticket.state === QUEUED) this.#abandon(ticket)
     else if (!responseFinished(res))
       this.finish(ticket, 'ignored') // the client left: no latency signal
-    else {
-      const status = res.statusCode
-      this.finish(ticket, status === 503 || status === 504 ? 'dropped' : status >= 500 ? 'ignored' : 'success')
-    }
+    else this.finish(ticket, outcomeOf(res.statusCode))
   }
 
   get algorithm(): LimitAlgorithm['name'] {
@@ -330,6 +349,7 @@ class Shedder implements LoadShedder {
     request: RequestView | undefined,
     priority?: Priority,
     holder: object = res,
+    settledByHandler = false,
   ): MaybePromise<Decision> {
     const slots = holder as Record<symbol, Ticket | undefined>
     if (slots[this.#key] !== undefined) return CONTINUE // mounted twice on the same request
@@ -342,7 +362,8 @@ class Shedder implements LoadShedder {
     if (reason === undefined) {
       const ticket = new Ticket(this, level, request, -1)
       this.#hold(ticket)
-      this.#watch(res, slots, ticket)
+      if (settledByHandler) slots[this.#key] = ticket
+      else this.#watch(res, slots, ticket)
       return CONTINUE
     }
     if (reason !== 'limit' || this.#queueSize === 0) return this.#shed(reason, level, request, 0)
@@ -360,8 +381,17 @@ class Shedder implements LoadShedder {
    */
   #watch(res: ServerResponse, slots: Record<symbol, Ticket | undefined>, ticket: Ticket): void {
     slots[this.#key] = ticket
+    ticket.watched = true
     if (slots === (res as object)) onResponseClose(res, this.#onClose)
     else onResponseClose(res, () => this.#closed(res, ticket))
+  }
+
+  handedOn(res: ServerResponse, holder: object = res, responseDone?: boolean): void {
+    const slots = holder as Record<symbol, Ticket | undefined>
+    const ticket = slots[this.#key]
+    if (ticket === undefined || ticket.watched || ticket.state !== HELD) return
+    if (responseDone ?? responseEnded(res)) this.finish(ticket, outcomeOf(res.statusCode))
+    else this.#watch(res, slots, ticket)
   }
 
   acquire(
