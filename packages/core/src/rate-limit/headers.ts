@@ -24,6 +24,8 @@ export class RateLimitHeaders {
   readonly #formats: readonly HeaderFormat[]
   #staticRules: readonly ResolvedRule[] | undefined
   #policy8: string | undefined
+  /** `['RateLimit-Policy', policy8]`, shared by every response (header pairs are never modified). */
+  #policyPair8: Pair | undefined
   #policy7: string | undefined
 
   constructor(formats: readonly HeaderFormat[], staticRules: readonly ResolvedRule[] | undefined) {
@@ -31,6 +33,7 @@ export class RateLimitHeaders {
     this.#staticRules = staticRules
     if (staticRules) {
       this.#policy8 = policy8(staticRules, undefined)
+      this.#policyPair8 = ['RateLimit-Policy', this.#policy8]
       this.#policy7 = policy7(staticRules)
     }
   }
@@ -50,10 +53,11 @@ export class RateLimitHeaders {
             limits += `"${(rules[i] as ResolvedRule).name}";r=${r.remaining};t=${seconds(r.resetMs)}`
           }
           out.push(['RateLimit', limits])
-          out.push([
-            'RateLimit-Policy',
-            isStatic && partitionKey === undefined ? (this.#policy8 as string) : policy8(rules, partitionKey),
-          ])
+          out.push(
+            isStatic && partitionKey === undefined
+              ? (this.#policyPair8 as Pair)
+              : ['RateLimit-Policy', policy8(rules, partitionKey)],
+          )
           break
         }
         case 'draft-7': {

@@ -269,32 +269,61 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
         if (now >= hit.until) denied.delete(key)
       }
     }
-    const finish = (result: RateLimitResult | undefined): Decision => {
-      if (result === undefined) {
-        emitDecision(request, clientKey, 'store_error', [], started)
-        return CONTINUE
-      }
-      if (!result.allowed && denyCacheEnabled && result.retryAfterMs > 0) {
-        denied.delete(key)
-        denied.set(key, { until: monotonicNow() + result.retryAfterMs, units, rules: resolved, result })
-        if (denied.size > DENY_CACHE_MAX) evictOverflow(denied, DENY_CACHE_MAX)
-      }
-      return toDecision(request, clientKey, resolved, result, started)
-    }
-    const failed = (error: unknown): MaybePromise<Decision> => {
-      const outcome = onFailure(error, 'consume', key, resolved, units, started)
-      if (isPromiseLike(outcome)) return outcome.then((r) => (r === STORE_CLOSED ? STORE_CLOSED_DECISION : finish(r)))
-      return outcome === STORE_CLOSED ? STORE_CLOSED_DECISION : finish(outcome)
-    }
     let pending: MaybePromise<RateLimitResult>
     try {
       pending = callStore('consume', key, resolved, units)
     } catch (error) {
       // Only in-process stores throw synchronously; treat it like any other store failure.
-      return failed(error)
+      return failed(error, request, clientKey, key, resolved, units, started)
     }
-    if (!isPromiseLike(pending)) return finish(pending)
-    return pending.then(finish, failed)
+    // In-process stores answer in this turn: no closure is made for them.
+    if (!isPromiseLike(pending)) return finish(pending, request, clientKey, key, resolved, units, started)
+    return pending.then(
+      (result) => finish(result, request, clientKey, key, resolved, units, started),
+      (error: unknown) => failed(error, request, clientKey, key, resolved, units, started),
+    )
+  }
+
+  /** The store's answer (`undefined`: let through after a failure) as a decision; remembers denials. */
+  const finish = (
+    result: RateLimitResult | undefined,
+    request: RequestView | undefined,
+    clientKey: string,
+    key: string,
+    resolved: readonly ResolvedRule[],
+    units: number,
+    started: number,
+  ): Decision => {
+    if (result === undefined) {
+      emitDecision(request, clientKey, 'store_error', [], started)
+      return CONTINUE
+    }
+    if (!result.allowed && denyCacheEnabled && result.retryAfterMs > 0) {
+      denied.delete(key)
+      denied.set(key, { until: monotonicNow() + result.retryAfterMs, units, rules: resolved, result })
+      if (denied.size > DENY_CACHE_MAX) evictOverflow(denied, DENY_CACHE_MAX)
+    }
+    return toDecision(request, clientKey, resolved, result, started)
+  }
+
+  const failed = (
+    error: unknown,
+    request: RequestView | undefined,
+    clientKey: string,
+    key: string,
+    resolved: readonly ResolvedRule[],
+    units: number,
+    started: number,
+  ): MaybePromise<Decision> => {
+    const outcome = onFailure(error, 'consume', key, resolved, units, started)
+    if (isPromiseLike(outcome)) {
+      return outcome.then((r) =>
+        r === STORE_CLOSED ? STORE_CLOSED_DECISION : finish(r, request, clientKey, key, resolved, units, started),
+      )
+    }
+    return outcome === STORE_CLOSED
+      ? STORE_CLOSED_DECISION
+      : finish(outcome, request, clientKey, key, resolved, units, started)
   }
 
   const toDecision = (
