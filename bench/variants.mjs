@@ -97,6 +97,16 @@ export const VARIANTS = {
       noTarget: true,
     },
     { name: 'breakwater-redis', store: 'redis', kind: 'breakwater', label: '@breakwater/fastify + RedisStore' },
+    // The floor under any exact Redis-backed limiter: one round trip per request (a script that only returns 1,
+    // through the same auto-pipelining client) and the two constant fields. No key is read or written.
+    {
+      name: 'noop-redis-headers',
+      store: 'redis',
+      kind: 'reference',
+      label: 'an onRequest hook awaiting one trivial EVALSHA, then setting the two fields to constants',
+      optional: true,
+      noTarget: true,
+    },
     {
       name: 'breakwater-timeout',
       store: 'none',

@@ -44,6 +44,29 @@ const VARIANTS = {
     options: {},
   }),
 
+  // The floor under any exact limiter on Redis: one round trip per request through the shared auto-pipelining
+  // client (a script that reads nothing and returns 1, on a key shaped like Breakwater's), then the two fields.
+  'noop-redis-headers': async () => {
+    const client = await connectRedis()
+    client.defineCommand('benchNoop', { numberOfKeys: 1, lua: 'return 1' })
+    return {
+      client,
+      plugin: Object.assign(
+        async (app) => {
+          app.addHook('onRequest', (_request, reply, done) => {
+            client.benchNoop('bw:{127.0.0.1}:default').then(() => {
+              reply.header('ratelimit', '"default";r=999999999;t=60')
+              reply.header('ratelimit-policy', '"default";q=1000000000;w=60')
+              done()
+            }, done)
+          })
+        },
+        { [Symbol.for('skip-override')]: true },
+      ),
+      options: {},
+    }
+  },
+
   'breakwater-memory': async () => {
     const rateLimit = await breakwater('@breakwater/fastify', 'rateLimit')
     return { plugin: rateLimit, options: { limit: LIMIT, windowMs: WINDOW_MS } }
