@@ -32,6 +32,30 @@ describe('MemoryStore', () => {
     expect(store.consume('k', rules, 2).allowed).toBe(true)
   })
 
+  it('starts an expired key over in place, and a key charged under other rules over with their width', () => {
+    const clock = manualClock()
+    const store = new MemoryStore({ maxKeys: 2, now: clock.now })
+    store.consume('k', rules, 2)
+    store.consume('other', rules, 1)
+    clock.advance(1_000) // k's state has expired: it counts as a new key, in the entry it already had
+    expect(store.consume('k', rules, 1).rules[0]?.remaining).toBe(1)
+    expect(store.consume('k', rules, 1).allowed).toBe(true)
+    expect(store.consume('k', rules, 1).allowed).toBe(false)
+    expect(store.size).toBe(2)
+    // k was used since the last eviction pass and 'other' has expired: a new key evicts 'other', not k.
+    store.consume('new', rules, 1)
+    expect(store.peek('k', rules, 1).allowed).toBe(false)
+    // The same key under two rules (another limiter sharing the id): its one-rule state no longer applies.
+    const two: ResolvedRule[] = [
+      ...rules,
+      { name: 's', algorithm: 'fixed-window', limit: 3, windowMs: 1_000, burst: 3 },
+    ]
+    const both = store.consume('k', two, 1)
+    expect(both.allowed).toBe(true)
+    expect(both.rules.map((r) => r.remaining)).toEqual([1, 2])
+    expect(store.consume('k', two, 1).rules.map((r) => r.remaining)).toEqual([0, 1])
+  })
+
   it('reset forgets a key and shutdown forgets all', () => {
     const store = new MemoryStore({ now: manualClock().now })
     store.consume('k', rules, 2)

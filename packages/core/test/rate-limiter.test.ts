@@ -217,6 +217,18 @@ describe('decisions', () => {
     expect(check(b, view()).action).toBe('continue')
     expect(check(a, view()).action).toBe('reject')
   })
+
+  it('keeps every client’s count when more clients come than its cache of store keys holds', async () => {
+    const store = new MemoryStore()
+    const limiter = createRateLimiter({ id: 'many', limit: 1, windowMs: '1m', store })
+    const clients = Array.from({ length: 5_000 }, (_, i) => `198.51.${i >> 8}.${i & 255}`)
+    for (const ip of clients) expect(check(limiter, view(ip)).action).toBe('continue')
+    for (const ip of [clients[0], clients[4_095], clients[4_096], clients[4_999]]) {
+      expect(check(limiter, view(ip)).action).toBe('reject')
+    }
+    expect(store.size).toBe(5_000)
+    expect((await limiter.peek('198.51.0.0')).allowed).toBe(false) // the same key reached without the cache
+  })
 })
 
 describe('events', () => {

@@ -92,9 +92,11 @@ export class MemoryStore implements RateLimitStore {
   #decide(key: string, rules: readonly ResolvedRule[], cost: number, charge: boolean): RateLimitResult {
     const now = this.#now()
     const width = rules.length * 3
-    let entry = this.#entries.get(key)
-    if (entry !== undefined && (now >= entry.expiresAt || entry.state.length !== width)) entry = undefined
-    const state = entry?.state
+    const entry = this.#entries.get(key)
+    // Expired state (or state of other rules) reads as a new key's; its entry is reused below, not replaced, so
+    // a client returning after its state expired (every request, under a limit far above its rate) costs no
+    // map delete and insert.
+    const state = entry !== undefined && now < entry.expiresAt && entry.state.length === width ? entry.state : undefined
     const results: RuleResult[] = new Array(rules.length)
     let allowed = true
     let retryAfterMs = 0
@@ -123,17 +125,19 @@ export class MemoryStore implements RateLimitStore {
     }
     if (charge) {
       if (allowed && cost > 0) {
-        const next = state ?? new Array<number>(width)
-        for (let j = 0; j < width; j++) next[j] = pending[j] as number
         if (entry === undefined) {
-          this.#entries.delete(key)
+          const next = new Array<number>(width)
+          for (let j = 0; j < width; j++) next[j] = pending[j] as number
           this.#entries.set(key, { state: next, expiresAt, used: false })
           if (this.#entries.size > this.#maxKeys) this.#evict(now)
         } else {
+          if (entry.state.length !== width) entry.state = new Array<number>(width)
+          const next = entry.state
+          for (let j = 0; j < width; j++) next[j] = pending[j] as number
           entry.expiresAt = expiresAt
           entry.used = true
         }
-      } else if (entry !== undefined) {
+      } else if (state !== undefined && entry !== undefined) {
         // A client being denied is active: keep it from being evicted (and its limit forgotten).
         entry.used = true
       }
