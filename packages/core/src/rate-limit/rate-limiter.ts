@@ -292,13 +292,13 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
       pending = callStore('consume', key, resolved, units)
     } catch (error) {
       // Only in-process stores throw synchronously; treat it like any other store failure.
-      return failed(error, request, clientKey, key, resolved, units, started)
+      return failed(error, { request, clientKey, key, resolved, units, started })
     }
     // In-process stores answer in this turn: no closure is made for them.
     if (!isPromiseLike(pending)) return finish(pending, request, clientKey, key, resolved, units, started)
     return pending.then(
       (result) => finish(result, request, clientKey, key, resolved, units, started),
-      (error: unknown) => failed(error, request, clientKey, key, resolved, units, started),
+      (error: unknown) => failed(error, { request, clientKey, key, resolved, units, started }),
     )
   }
 
@@ -324,24 +324,13 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
     return toDecision(request, clientKey, resolved, result, started)
   }
 
-  const failed = (
-    error: unknown,
-    request: RequestView | undefined,
-    clientKey: string,
-    key: string,
-    resolved: readonly ResolvedRule[],
-    units: number,
-    started: number,
-  ): MaybePromise<Decision> => {
+  /** A store failure, by the failure policy. Only failures pay for the `attempt` object. */
+  const failed = (error: unknown, attempt: Attempt): MaybePromise<Decision> => {
+    const { request, clientKey, key, resolved, units, started } = attempt
     const outcome = onFailure(error, 'consume', key, resolved, units, started)
-    if (isPromiseLike(outcome)) {
-      return outcome.then((r) =>
-        r === STORE_CLOSED ? STORE_CLOSED_DECISION : finish(r, request, clientKey, key, resolved, units, started),
-      )
-    }
-    return outcome === STORE_CLOSED
-      ? STORE_CLOSED_DECISION
-      : finish(outcome, request, clientKey, key, resolved, units, started)
+    const conclude = (r: RateLimitResult | undefined | typeof STORE_CLOSED): Decision =>
+      r === STORE_CLOSED ? STORE_CLOSED_DECISION : finish(r, request, clientKey, key, resolved, units, started)
+    return isPromiseLike(outcome) ? outcome.then(conclude) : conclude(outcome)
   }
 
   const toDecision = (
@@ -470,6 +459,16 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
       await (guard === undefined ? run() : guard.run('reset', run))
     },
   }
+}
+
+/** One decision's inputs, as a store failure needs them. */
+interface Attempt {
+  readonly request: RequestView | undefined
+  readonly clientKey: string
+  readonly key: string
+  readonly resolved: readonly ResolvedRule[]
+  readonly units: number
+  readonly started: number
 }
 
 /** The failure policy's answer "refuse the request". */
