@@ -123,6 +123,7 @@ describe('decisions', () => {
   })
 
   it.each([
+    ['draft-8', { RateLimit: '"default";r=2;t=20', 'RateLimit-Policy': '"default";q=3;w=60' }],
     ['draft-7', { RateLimit: 'limit=3, remaining=2, reset=20', 'RateLimit-Policy': '3;w=60' }],
     [
       'draft-6',
@@ -137,6 +138,19 @@ describe('decisions', () => {
       expect(reset).toBeGreaterThan(Date.now() / 1000)
       expect(reset).toBeLessThanOrEqual(Math.ceil(Date.now() / 1000) + 21)
     }
+  })
+
+  it('writes the same draft-8 fields for one rule whether a request is allowed, denied or partitioned', () => {
+    const limiter = createRateLimiter({ limit: 2, windowMs: '1m', partitionKey: false })
+    const fields = (decision: Decision) => [header(decision, 'RateLimit'), header(decision, 'RateLimit-Policy')]
+    expect(fields(check(limiter, view()))).toEqual(['"default";r=1;t=30', '"default";q=2;w=60'])
+    expect(fields(check(limiter, view()))).toEqual(['"default";r=0;t=60', '"default";q=2;w=60'])
+    expect(fields(check(limiter, view()))).toEqual(['"default";r=0;t=30', '"default";q=2;w=60']) // denied
+    const both = createRateLimiter({ limit: 2, windowMs: '1m', headers: ['draft-8', 'legacy'] })
+    expect(header(check(both, view()), 'RateLimit')).toBe('"default";r=1;t=30')
+    const partitioned = createRateLimiter({ limit: 2, windowMs: '1m', partitionKey: true })
+    expect(header(check(partitioned, view()), 'RateLimit')).toBe('"default";r=1;t=30')
+    expect(header(check(partitioned, view()), 'RateLimit-Policy')).toMatch(/^"default";q=2;w=60;pk=:[A-Za-z0-9+/=]+:$/)
   })
 
   it('sends no headers with headers: false but still Retry-After on rejection', () => {

@@ -26,6 +26,11 @@ export class RateLimitHeaders {
   #policy8: string | undefined
   /** `['RateLimit-Policy', policy8]`, shared by every response (header pairs are never modified). */
   #policyPair8: Pair | undefined
+  /**
+   * `"<name>";r=` when the only format is draft-8 and there is one static rule: an allowed request's headers are
+   * then one short concatenation and the shared policy pair.
+   */
+  #single8: string | undefined
   #policy7: string | undefined
 
   constructor(formats: readonly HeaderFormat[], staticRules: readonly ResolvedRule[] | undefined) {
@@ -34,12 +39,23 @@ export class RateLimitHeaders {
     if (staticRules) {
       this.#policy8 = policy8(staticRules, undefined)
       this.#policyPair8 = ['RateLimit-Policy', this.#policy8]
+      const only = staticRules[0]
+      if (formats.length === 1 && formats[0] === 'draft-8' && staticRules.length === 1 && only !== undefined) {
+        this.#single8 = `"${only.name}";r=`
+      }
       this.#policy7 = policy7(staticRules)
     }
   }
 
   /** Headers for `result`; `partitionKey` is an already-hashed sf byte sequence body, or undefined. */
   write(rules: readonly ResolvedRule[], result: RateLimitResult, partitionKey: string | undefined): Pair[] {
+    const single = this.#single8
+    if (single !== undefined && result.allowed && rules === this.#staticRules && partitionKey === undefined) {
+      const r = result.rules[0]
+      if (r !== undefined) {
+        return [['RateLimit', `${single}${r.remaining};t=${seconds(r.resetMs)}`], this.#policyPair8 as Pair]
+      }
+    }
     const out: Pair[] = []
     const isStatic = rules === this.#staticRules
     for (const format of this.#formats) {
