@@ -107,7 +107,6 @@ export function timeout(options: TimeoutOptions = {}): TimeoutMiddleware {
       // Over budget before the handler ran (a trusted caller sent 0 ms), or shutting down: answer now.
       const decision = policy.decisionFor(reason)
       if (decision !== undefined && !res.headersSent) sendRejection(res, decision)
-      handlerSettled(context, false)
       return
     }
     next()

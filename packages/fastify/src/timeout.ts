@@ -104,7 +104,6 @@ function hooksFor(policy: Timeout): Hooks {
         // Over budget before the handler ran (a trusted caller sent 0 ms), or shutting down: answer now.
         const decision = policy.decisionFor(reason)
         if (decision !== undefined && !reply.sent) sendRejection(reply, decision)
-        handlerSettled(context, false) // no handler will report its end: the lifecycle ends when the response closes
         return
       }
       done()

@@ -90,7 +90,6 @@ export function timeout(options: TimeoutOptions = {}): TimeoutMiddleware {
       // Over budget before the handler ran (a trusted caller sent 0 ms), or shutting down: answer now.
       const decision = policy.decisionFor(reason)
       if (decision !== undefined) sendRejection(ctx, decision)
-      handlerSettled(context, false) // no handler will report its end: the lifecycle ends when the response closes
       return undefined
     }
     return next().then(

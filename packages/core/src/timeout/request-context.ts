@@ -649,7 +649,8 @@ export function armContext<T>(
  * @internal {@link requestContext} of `res` armed as {@link armContext} does, reading the clock once when the
  * context is created here (the common case: the timeout middleware is the first to ask for it). With `watch`
  * false a context created here does not listen to the response until it needs to: the adapter then reports the
- * end of the handler with {@link handlerSettled}.
+ * end of the handler with {@link handlerSettled}. A request already over budget (or arriving during shutdown)
+ * listens at once: it gets no handler.
  */
 export function armResponseContext<T>(
   res: ServerResponse,
@@ -663,7 +664,10 @@ export function armResponseContext<T>(
 ): RequestContext {
   const existing = (holder as ContextHolder)[RESPONSE_CONTEXT]
   const context = existing ?? createContext(res, holder, watch)
-  armImpl(context, budgetMs, policy, request, onExpire, target, existing === undefined)
+  const inBudget = armImpl(context, budgetMs, policy, request, onExpire, target, existing === undefined)
+  // Over budget on arrival (or shutting down): the adapter answers now and no handler will run to report its end,
+  // so the lifecycle ends when the response closes.
+  if (!inBudget) handlerSettledImpl(context, false)
   return context
 }
 
