@@ -15,11 +15,14 @@ const writableFinishedGetter = getterOf('writableFinished')
 const writableEndedGetter = getterOf('writableEnded')
 const addListener = EventEmitter.prototype.on
 
+/** `res[name]`, through Node's own getter on a node:http response, else as an ordinary property. */
+function readFlag(res: ServerResponse, getter: (() => boolean) | undefined, name: 'closed' | 'writableEnded'): boolean {
+  return getter !== undefined && res instanceof OutgoingMessage ? getter.call(res) : res[name]
+}
+
 /** Whether `res` has emitted `close` (node:http) or is closed. */
 export function responseClosed(res: ServerResponse): boolean {
-  return closedGetter !== undefined && res instanceof OutgoingMessage
-    ? closedGetter.call(res)
-    : (res as Pick<ServerResponse, 'closed'>).closed
+  return readFlag(res, closedGetter, 'closed')
 }
 
 /**
@@ -41,9 +44,7 @@ export function responseFinished(res: ServerResponse): boolean {
  * handlerSettled(context, responseEnded(res))
  */
 export function responseEnded(res: ServerResponse): boolean {
-  return writableEndedGetter !== undefined && res instanceof OutgoingMessage
-    ? writableEndedGetter.call(res)
-    : (res as Pick<ServerResponse, 'writableEnded'>).writableEnded
+  return readFlag(res, writableEndedGetter, 'writableEnded')
 }
 
 /** `res.on('close', listener)`. */

@@ -125,15 +125,13 @@ export class MemoryStore implements RateLimitStore {
     }
     if (charge) {
       if (allowed && cost > 0) {
+        const next = entry !== undefined && entry.state.length === width ? entry.state : new Array<number>(width)
+        for (let j = 0; j < width; j++) next[j] = pending[j] as number
         if (entry === undefined) {
-          const next = new Array<number>(width)
-          for (let j = 0; j < width; j++) next[j] = pending[j] as number
           this.#entries.set(key, { state: next, expiresAt, used: false })
           if (this.#entries.size > this.#maxKeys) this.#evict(now)
         } else {
-          if (entry.state.length !== width) entry.state = new Array<number>(width)
-          const next = entry.state
-          for (let j = 0; j < width; j++) next[j] = pending[j] as number
+          entry.state = next
           entry.expiresAt = expiresAt
           entry.used = true
         }
