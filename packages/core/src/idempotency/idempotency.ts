@@ -18,6 +18,7 @@ import type { IdempotencyDecisionEvent, IdempotencySettledEvent } from './events
 import { type Fingerprinter, type FingerprintOptions, fingerprinter } from './fingerprint.js'
 import { parseIdempotencyKey } from './key-header.js'
 import { MemoryIdempotencyStore } from './memory-idempotency-store.js'
+import { type CompletionOutcome, type PendingCompletion, PendingCompletions } from './pending-completions.js'
 import type { ClaimResult, IdempotencyRecord, IdempotencyStore, ReplayDecision, StoredResponse } from './types.js'
 
 /** Options of {@link createIdempotency} and of every framework adapter's idempotency middleware. */
@@ -235,8 +236,8 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
   /** One replay decision per stored response object: a memory store hands back the same object every time. */
   const replays = new WeakMap<StoredResponse, ReplayDecision>()
 
-  const call = <T>(operation: string, run: () => MaybePromise<T>): MaybePromise<T> =>
-    guard === undefined ? run() : guard.run(operation, run)
+  const call = <T>(operation: string, run: () => MaybePromise<T>, mustTry = false): MaybePromise<T> =>
+    guard === undefined ? run() : guard.run(operation, run, mustTry)
 
   const storeFailed = (error: unknown, operation: string, started: number, action: StoreErrorEvent['action']) => {
     if (channels.storeError.hasSubscribers) {
@@ -294,6 +295,57 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
     return decision
   }
 
+  /**
+   * One attempt to write a pending result. Always tried, even while the guard skips a failing store. Refused
+   * after an earlier attempt timed out: that attempt may have landed late, so the record says which.
+   */
+  const completeOnce = async (entry: PendingCompletion): Promise<'stored' | 'lost'> => {
+    entry.attempts++
+    let stored: boolean
+    try {
+      stored = await call('complete', () => store.complete(entry.key, entry.token, entry.response, recordTtlMs), true)
+    } catch (error) {
+      storeFailed(error, 'complete', entry.started, 'fail-open')
+      entry.request = undefined // waiting in the background now: hold on to nothing of the request
+      await extendLock(entry)
+      throw error
+    }
+    if (stored || entry.attempts === 1) return stored ? 'stored' : 'lost'
+    const record = await call('get', () => store.get(entry.key), true)
+    return record?.state === 'completed' && record.fingerprint === entry.fingerprint ? 'stored' : 'lost'
+  }
+
+  /** Keep a pending result's lock from lapsing, where the store can (a store that answers but fails writes). */
+  const extendLock = async (entry: PendingCompletion): Promise<void> => {
+    if (store.extend === undefined || monotonicNow() - entry.lockedAt < lockTtlMs / 3) return
+    try {
+      const extended = await call('extend', () => store.extend!(entry.key, entry.token, lockTtlMs), true)
+      if (extended) entry.lockedAt = monotonicNow()
+    } catch {
+      // The store is away: the complete attempt already reported it, and the lapse renewal covers the lock.
+    }
+  }
+
+  const completionDone = (entry: PendingCompletion, outcome: CompletionOutcome): void => {
+    settled(entry.request, outcome, undefined, entry.status, entry.key, entry.started)
+  }
+
+  /**
+   * Results executed here whose records a remote store has not taken yet. Retried at least four times per lock
+   * period, so a lock renewed after a lapse (see IdempotencyStore) is written before anyone may take it over.
+   */
+  const completions =
+    guard === undefined
+      ? undefined
+      : new PendingCompletions(completeOnce, completionDone, Math.min(1000, lockTtlMs / 4))
+
+  /** A pending result as the completed record it is about to become. */
+  const completedFrom = (entry: PendingCompletion): ClaimResult => ({
+    state: 'completed',
+    fingerprint: entry.fingerprint,
+    response: entry.response,
+  })
+
   /** Turn a claim (or a later look-up) into a decision; an in-flight duplicate may wait for the first. */
   const resolve = (
     request: RequestView,
@@ -306,7 +358,7 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
   ): MaybePromise<IdempotencyDecision> => {
     if (result.state === 'claimed') {
       decided(request, 'executed', recordKey, started)
-      return { action: 'execute', ticket: new Ticket(request, recordKey, token) }
+      return { action: 'execute', ticket: new Ticket(request, recordKey, token, print) }
     }
     if (result.fingerprint !== print) {
       decided(request, 'mismatch', recordKey, started)
@@ -342,7 +394,9 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
       })
       let record: ClaimResult | undefined = await call('get', () => store.get(recordKey))
       // Released or expired meanwhile: this request may take the key itself.
-      if (record === undefined) record = await call('claim', () => store.claim(recordKey, print, token, lockTtlMs))
+      if (record === undefined) {
+        record = await call('claim', () => store.claim(recordKey, print, token, lockTtlMs, recordTtlMs))
+      }
       return await resolve(request, recordKey, print, token, record, started, deadline)
     } catch (error) {
       if (request.signal.aborted) {
@@ -376,11 +430,15 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
     }
     const recordKey = recordKeyOf(scopeValue ?? '', request.method, request.path, key)
     const print = fingerprint(request, body)
-    const token = ownerToken()
     const started = guard === undefined ? 0 : monotonicNow()
+    // This process executed the key and its record is still being written: answer from here, whatever the
+    // store says meanwhile (it may be down, or may not have the record yet).
+    const pending = completions?.size === 0 ? undefined : completions?.get(recordKey)
+    if (pending !== undefined) return resolve(request, recordKey, print, '', completedFrom(pending), started, 0)
+    const token = ownerToken()
     let result: MaybePromise<ClaimResult>
     try {
-      result = call('claim', () => store.claim(recordKey, print, token, lockTtlMs))
+      result = call('claim', () => store.claim(recordKey, print, token, lockTtlMs, recordTtlMs))
     } catch (error) {
       return failure(request, recordKey, error, 'claim', started) // only in-process stores throw synchronously
     }
@@ -404,14 +462,16 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
     readonly #request: RequestView
     readonly #key: string
     readonly #token: string
+    readonly #fingerprint: string
     readonly #started = monotonicNow()
     #chunks: Buffer[] = []
     #size = 0
 
-    constructor(request: RequestView, key: string, token: string) {
+    constructor(request: RequestView, key: string, token: string, fingerprint: string) {
       this.#request = request
       this.#key = key
       this.#token = token
+      this.#fingerprint = fingerprint
     }
 
     write(chunk: unknown, encoding?: BufferEncoding): boolean {
@@ -450,6 +510,22 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
         headers.push([name, Array.isArray(value) ? value.join(', ') : String(value)])
       }
       const response: StoredResponse = { status, headers, body }
+      if (completions !== undefined) {
+        // A remote store: the record must be written even if the store is failing now (see PendingCompletions).
+        return completions.write({
+          key: this.#key,
+          token: this.#token,
+          fingerprint: this.#fingerprint,
+          response,
+          status,
+          until: monotonicNow() + recordTtlMs,
+          started: this.#started,
+          request: this.#request,
+          lockedAt: this.#started,
+          attempts: 0,
+          busy: false,
+        })
+      }
       const done = (stored: boolean): void => {
         settled(this.#request, stored ? 'stored' : 'lost', undefined, status, this.#key, this.#started)
       }
