@@ -97,8 +97,9 @@ export interface IdempotencyTicket {
   /**
    * The response is complete: store it when its status is storable, else release the key. `header(name)` reads
    * a response header (any casing the framework accepts). A non-buffer `last` (a stream) releases the key.
-   * Resolves once the record is written, so the response goes out only when a retry is sure to be replayed;
-   * never rejects. Returns `undefined` when done synchronously.
+   * A storable response resolves once the record is written (or, if the store fails, once it is held for
+   * background writes and replays in this process), so a retry is replayed, never executed; never rejects.
+   * Returns `undefined` when the response may go out at once: released keys and in-process stores.
    */
   finish(
     status: number,
@@ -498,7 +499,13 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
     ): MaybePromise<void> {
       if (this.settled) return undefined
       if (last !== undefined && last !== null && !this.write(last, encoding)) return undefined
-      if (!storeStatus(status)) return this.#release('status', status)
+      if (!storeStatus(status)) {
+        // Not stored: the key is freed in the background and the response goes out now. A response that is not
+        // the handler's — a timeout's or a shutdown's 503, written while the handler still runs — is then never
+        // held back behind the store, which the deadline must not wait on.
+        this.#release('status', status)
+        return undefined
+      }
       this.settled = true
       const chunks = this.#chunks
       const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, this.#size)
@@ -545,11 +552,11 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
 
     abandon(reason: 'error' | 'streamed' | 'too_large' | 'aborted'): void {
       if (this.settled) return
-      const released = this.#release(reason, 0)
-      if (isPromiseLike(released)) released.catch(noop)
+      this.#release(reason, 0)
     }
 
-    #release(reason: NonNullable<IdempotencySettledEvent['reason']>, status: number): MaybePromise<void> {
+    /** Free the key without waiting: nothing is held back for a response that is not stored. Never rejects. */
+    #release(reason: NonNullable<IdempotencySettledEvent['reason']>, status: number): void {
       this.settled = true
       this.#chunks = []
       const done = (released: boolean): void => {
@@ -563,10 +570,11 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
       try {
         result = call('release', () => store.release(this.#key, this.#token))
       } catch (error) {
-        return failed(error)
+        failed(error)
+        return
       }
-      if (!isPromiseLike(result)) return done(result)
-      return result.then(done, failed)
+      if (isPromiseLike(result)) result.then(done, failed)
+      else done(result)
     }
   }
 
@@ -599,8 +607,6 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
 }
 
 const MALFORMED = Symbol('malformed')
-
-function noop(): void {}
 
 function digest(text: string): string {
   return createHash('sha256').update(text).digest('base64url')
