@@ -12,7 +12,16 @@ export interface ExchangeOptions {
   listenUntil: number
 }
 
-/** Send one request on a fresh connection (kept alive) and collect everything received until `listenUntil`. */
+/** A server slower than `listenUntil` (a loaded machine) is waited for this much longer before giving up. */
+const GRACE_MS = 5000
+/** Once bytes came, the connection must stay quiet this long before the exchange counts as over. */
+const SETTLE_MS = 100
+
+/**
+ * Send one request on a fresh connection (kept alive) and collect everything received until `listenUntil` —
+ * longer if nothing came by then (up to {@link GRACE_MS}), and never less than {@link SETTLE_MS} after the last
+ * bytes — or until the server closes the connection.
+ */
 export function exchange(url: string, path: string, options: ExchangeOptions): Promise<Buffer> {
   const { hostname, port } = new URL(url)
   const body = options.body ?? ''
@@ -24,14 +33,25 @@ export function exchange(url: string, path: string, options: ExchangeOptions): P
   ]
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
+    let lastDataAt = 0
+    let timer: NodeJS.Timeout | undefined
     const socket = connect(Number(port), hostname)
     const done = (): void => {
       clearTimeout(timer)
       socket.destroy()
       resolve(Buffer.concat(chunks))
     }
-    const timer = setTimeout(done, Math.max(0, options.listenUntil - Date.now()))
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+    const check = (): void => {
+      const now = Date.now()
+      const settled = chunks.length > 0 && now - lastDataAt >= SETTLE_MS
+      if ((now >= options.listenUntil && settled) || now >= options.listenUntil + GRACE_MS) done()
+      else timer = setTimeout(check, 25)
+    }
+    timer = setTimeout(check, Math.max(0, options.listenUntil - Date.now()))
+    socket.on('data', (chunk: Buffer) => {
+      chunks.push(chunk)
+      lastDataAt = Date.now()
+    })
     socket.on('end', done)
     socket.on('error', (error) => {
       clearTimeout(timer)
