@@ -341,7 +341,7 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
       : new PendingCompletions(completeOnce, completionDone, Math.min(1000, lockTtlMs / 4))
 
   /** A pending result as the completed record it is about to become. */
-  const completedFrom = (entry: PendingCompletion): ClaimResult => ({
+  const completedFrom = (entry: PendingCompletion): IdempotencyRecord => ({
     state: 'completed',
     fingerprint: entry.fingerprint,
     response: entry.response,
@@ -393,6 +393,8 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
         signal: request.signal,
         ref: false,
       })
+      const pending = completions?.get(recordKey)
+      if (pending !== undefined) return resolve(request, recordKey, print, token, completedFrom(pending), started, 0)
       let record: ClaimResult | undefined = await call('get', () => store.get(recordKey))
       // Released or expired meanwhile: this request may take the key itself.
       if (record === undefined) {
@@ -601,6 +603,8 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
     async lookup(request, key) {
       const scopeValue = scope === undefined ? undefined : await scope(request)
       const recordKey = recordKeyOf(scopeValue ?? '', request.method, request.path, key)
+      const pending = completions?.get(recordKey)
+      if (pending !== undefined) return completedFrom(pending)
       return (await call('get', () => store.get(recordKey))) ?? undefined
     },
   }
