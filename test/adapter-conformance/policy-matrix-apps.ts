@@ -4,7 +4,6 @@
 // signal ignored) or fails with its request's abort (`mode=abort`, the signal honoured).
 
 import { randomUUID } from 'node:crypto'
-import type { Server } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
   type IdempotencyOptions,
@@ -40,6 +39,7 @@ import Fastify from 'fastify'
 import type { Redis } from 'ioredis'
 import Koa from 'koa'
 import type { Framework } from './apps.js'
+import { jsonBody, serve } from './idempotency-apps.js'
 import type { StoreKind } from './support.js'
 
 /** Every combination of the three optional policies, as route names: `/m/101` = idempotency and rate limit. */
@@ -186,28 +186,3 @@ const builders: Record<Framework, (options: MatrixOptions, policies: Policies, c
       return serve(app.listen(0, '127.0.0.1'))
     },
   }
-
-/** Koa has no body parser built in: a minimal JSON one, as koa-bodyparser would set `ctx.request.body`. */
-async function jsonBody(ctx: Koa.Context, next: Koa.Next): Promise<void> {
-  const chunks: Buffer[] = []
-  for await (const chunk of ctx.req) chunks.push(chunk as Buffer)
-  ;(ctx.request as { body?: unknown }).body = chunks.length ? JSON.parse(Buffer.concat(chunks).toString()) : undefined
-  await next()
-}
-
-async function serve(server: Server): Promise<Started> {
-  await new Promise<void>((resolve, reject) => {
-    if (server.listening) resolve()
-    server.once('listening', resolve).once('error', reject)
-  })
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error('not listening on TCP')
-  return {
-    url: `http://127.0.0.1:${address.port}`,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()))
-        server.closeAllConnections()
-      }),
-  }
-}

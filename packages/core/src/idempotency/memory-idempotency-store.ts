@@ -76,7 +76,6 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   claim(key: string, fingerprint: string, token: string, lockTtlMs: number, recordTtlMs = 0): ClaimResult {
     const now = this.#now()
     const entry = this.#live(key, now)
-    const keepUntil = now + Math.max(recordTtlMs, 2 * lockTtlMs)
     if (entry !== undefined) {
       entry.used = true
       if (entry.response !== undefined || now < entry.lockUntil) return toRecord(entry, now)
@@ -88,7 +87,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
       entry.renewed = false // lapsed twice: the owner is gone, this claim takes the key over
       entry.token = token
       entry.fingerprint = fingerprint
-      entry.expiresAt = keepUntil
+      entry.expiresAt = now + Math.max(recordTtlMs, 2 * lockTtlMs)
       return CLAIMED
     }
     this.#insert(key, {
@@ -97,7 +96,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
       response: undefined,
       lockUntil: now + lockTtlMs,
       renewed: false,
-      expiresAt: keepUntil,
+      expiresAt: now + Math.max(recordTtlMs, 2 * lockTtlMs),
       bytes: ENTRY_OVERHEAD + key.length,
       used: false,
     })
