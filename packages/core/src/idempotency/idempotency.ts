@@ -46,8 +46,10 @@ export interface IdempotencyOptions {
   /** Default `new MemoryIdempotencyStore()` (per process). Use `RedisIdempotencyStore` across processes. */
   store?: IdempotencyStore
   /**
-   * How long a claimed key stays locked while its request runs. If the process dies, a retry executes after
-   * this. Keep it above the route's timeout. Default `30_000` (30 s).
+   * How long a claimed key stays locked while its request runs. A lapsed lock is renewed once by the first
+   * duplicate that finds it (so an owner whose store stalled still writes its result first): if the process
+   * dies, a retry executes one to two of these after the lapse. Keep it above the route's timeout. Default
+   * `30_000` (30 s).
    */
   lockTtlMs?: Duration
   /** How long a stored response is replayed. Default `86_400_000` (24 h). */
