@@ -149,7 +149,7 @@ declare module 'koa' {
 }
 
 /** Koa has no body parser built in: a minimal JSON one, as koa-bodyparser would set `ctx.request.body`. */
-async function jsonBody(ctx: Koa.Context, next: Koa.Next): Promise<void> {
+export async function jsonBody(ctx: Koa.Context, next: Koa.Next): Promise<void> {
   if (ctx.method === 'POST' && ctx.is('application/json')) {
     const chunks: Buffer[] = []
     for await (const chunk of ctx.req) chunks.push(chunk as Buffer)
@@ -162,7 +162,8 @@ async function jsonBody(ctx: Koa.Context, next: Koa.Next): Promise<void> {
   await next()
 }
 
-async function serve(server: Server): Promise<Started> {
+/** Resolve once `server` listens: its URL, and a close that also ends kept-alive connections. */
+export async function serve(server: Server): Promise<Started> {
   await new Promise<void>((resolve, reject) => {
     if (server.listening) resolve()
     server.once('listening', resolve).once('error', reject)

@@ -1,6 +1,7 @@
 // One set of behaviours every IdempotencyStore must show, run against MemoryIdempotencyStore, and
 // RedisIdempotencyStore on one Redis and on a real 3-master Redis Cluster: atomic claims, owner-checked
-// complete/release, a lock TTL separate from the record TTL, and bodies kept byte for byte.
+// complete/extend/release, a lock renewed once when it lapses, a lock TTL separate from the record TTL, and
+// bodies kept byte for byte.
 
 import { randomUUID } from 'node:crypto'
 import { type IdempotencyStore, MemoryIdempotencyStore, type StoredResponse } from '@breakwater/core'
@@ -111,15 +112,46 @@ describe.each(targets)('$name', (target) => {
     expect(record?.state === 'completed' && record.response.body.toString()).toBe('first')
   })
 
-  it('expires the lock after lockTtlMs (crash recovery) while a completed record lives recordTtlMs', async () => {
+  it('renews a lapsed lock once, then lets a claim take the key over (crash recovery)', async () => {
     const crashed = freshKey('lock')
     await store().claim(crashed, 'fp', 'dead-process', 150)
     expect((await store().claim(crashed, 'fp', 'retry', 150)).state).toBe('in_progress')
     await sleep(250)
+    // Lapsed: the first claim past the lock renews it once for its own lock TTL (the owner may be stalled).
+    const renewed = await store().claim(crashed, 'fp', 'retry', 150)
+    expect(renewed.state).toBe('in_progress')
+    if (renewed.state === 'in_progress') expect(renewed.lockExpiresInMs).toBeGreaterThan(100)
+    await sleep(250)
     expect(await store().claim(crashed, 'fp', 'retry', 30_000)).toEqual({ state: 'claimed' })
     // The dead owner's late completion is refused: the key belongs to the retry now.
     expect(await store().complete(crashed, 'dead-process', response('stale'), HOUR)).toBe(false)
+    expect(await store().extend!(crashed, 'dead-process', 30_000)).toBe(false)
+  })
 
+  it('lets a stalled owner complete after its lock lapsed, as long as no claim took the key over', async () => {
+    const key = freshKey('stalled')
+    await store().claim(key, 'fp', 'owner', 150)
+    await sleep(250)
+    expect((await store().claim(key, 'fp', 'duplicate', 150)).state).toBe('in_progress')
+    expect(await store().complete(key, 'owner', response('late but first'), HOUR)).toBe(true)
+    const record = await store().claim(key, 'fp', 'duplicate', 150)
+    expect(record.state === 'completed' && record.response.body.toString()).toBe('late but first')
+  })
+
+  it('extends the lock only for its owner, and clears a renewal', async () => {
+    const key = freshKey('extend')
+    await store().claim(key, 'fp', 'owner', 150)
+    expect(await store().extend!(key, 'intruder', 30_000)).toBe(false)
+    await sleep(250)
+    expect((await store().claim(key, 'fp', 'duplicate', 150)).state).toBe('in_progress') // renewal
+    expect(await store().extend!(key, 'owner', 30_000)).toBe(true)
+    const record = await store().get(key)
+    expect(record?.state === 'in_progress' && record.lockExpiresInMs).toBeGreaterThan(25_000)
+    await store().complete(key, 'owner', response('x'), HOUR)
+    expect(await store().extend!(key, 'owner', 30_000)).toBe(false) // a completed record has no lock
+  })
+
+  it('keeps a completed record for recordTtlMs, whatever the lock TTL was', async () => {
     const done = freshKey('record')
     await store().claim(done, 'fp', 'owner', 150)
     await store().complete(done, 'owner', response('kept'), 400)
@@ -130,13 +162,15 @@ describe.each(targets)('$name', (target) => {
   })
 
   if (target.name.startsWith('Redis')) {
-    it('keeps one hash per record under <prefix>{<key>}:idempotency with the lock as its TTL', async () => {
+    it('keeps one hash per record under <prefix>{<key>}:idempotency, kept at most for the record TTL', async () => {
       const key = freshKey('layout')
-      await store().claim(key, 'fp', 'owner', 30_000)
+      await store().claim(key, 'fp', 'owner', 30_000, HOUR)
       const name = `${prefix}{${key}}:idempotency`
       const node = target.admin!
       expect(await node.type(name)).toBe('hash')
-      expect(await node.pttl(name)).toBeGreaterThan(25_000)
+      // The lock is a deadline field on Redis's clock; the key's TTL only bounds how long it is kept.
+      expect(await node.pttl(name)).toBeGreaterThan(HOUR - 60_000)
+      expect(Number(await node.hget(name, 'd'))).toBeGreaterThan(Date.now() + 25_000)
       await store().complete(key, 'owner', response('x'), HOUR)
       expect(await node.pttl(name)).toBeGreaterThan(HOUR - 60_000)
       expect(await node.hexists(name, 't')).toBe(0)

@@ -179,11 +179,16 @@ describe('createIdempotency', () => {
     expect(sync(off.check(keyed('fp'), 'two')).action).toBe('replay')
   })
 
-  it('a lock expires after lockTtlMs: the key executes again, and the stale owner can no longer complete', () => {
+  it('a lapsed lock is renewed once, then the key executes again and the stale owner can no longer complete', () => {
     const clock = manualClock()
     const store = new MemoryIdempotencyStore({ now: clock.now })
     const p = policy({ store, lockTtlMs: 1000 })
     const stale = ticketOf(sync(p.check(keyed('crash'), {})))
+    clock.advance(999)
+    expect(sync(p.check(keyed('crash'), {})).action).toBe('reject')
+    clock.advance(1)
+    // Lapsed: the first claim past it renews the lock for one more period (a stalled owner may still complete).
+    expect(sync(p.check(keyed('crash'), {})).action).toBe('reject')
     clock.advance(999)
     expect(sync(p.check(keyed('crash'), {})).action).toBe('reject')
     clock.advance(1)

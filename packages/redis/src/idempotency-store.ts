@@ -26,10 +26,11 @@ const CLAIMED: ClaimResult = Object.freeze({ state: 'claimed' })
 
 /**
  * Idempotency store on Redis, for keys shared by several processes or hosts: among concurrent duplicates on any
- * number of processes exactly one claims the key. Each call is one Lua script call (EVALSHA); complete and
- * release compare the owner token inside Redis. A record is one hash under `<prefix>{<key>}:idempotency`, whose
- * TTL is the short lock while in progress and the record lifetime once completed; it works on Redis Cluster.
- * Bodies are stored as bytes.
+ * number of processes exactly one claims the key. Each call is one Lua script call (EVALSHA); complete, extend
+ * and release compare the owner token inside Redis. A record is one hash under `<prefix>{<key>}:idempotency`;
+ * while in progress its lock deadline is a field on Redis's clock (a lapsed lock is renewed once before anyone
+ * may take the key over, see `IdempotencyStore`), once completed its TTL is the record lifetime. It works on
+ * Redis Cluster. Bodies are stored as bytes.
  *
  * It uses your ioredis client and never opens or closes connections. Recommended client settings:
  * `enableOfflineQueue: false`, `maxRetriesPerRequest: 1`, `enableAutoPipelining: true`. Every call is also bounded
@@ -65,13 +66,20 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     this.#commandBuffer = (commands[`${COMMAND}Buffer`] as ScriptCommand).bind(client)
   }
 
-  claim(key: string, fingerprint: string, token: string, lockTtlMs: number): Promise<ClaimResult> {
-    return this.#commandBuffer(this.#key(key), 'claim', token, fingerprint, Math.ceil(lockTtlMs)).then(toClaim)
+  claim(key: string, fingerprint: string, token: string, lockTtlMs: number, recordTtlMs = 0): Promise<ClaimResult> {
+    const lock = Math.ceil(lockTtlMs)
+    // The key's TTL only bounds how long an unfinished record is kept; the lock is its `d` field (see the script).
+    const keep = Math.max(Math.ceil(recordTtlMs), 2 * lock)
+    return this.#commandBuffer(this.#key(key), 'claim', token, fingerprint, lock, keep).then(toClaim)
   }
 
   complete(key: string, token: string, response: StoredResponse, recordTtlMs: number): Promise<boolean> {
     const meta = JSON.stringify([response.status, response.headers])
     return this.#command(this.#key(key), 'complete', token, meta, response.body, Math.ceil(recordTtlMs)).then(isOne)
+  }
+
+  extend(key: string, token: string, lockTtlMs: number): Promise<boolean> {
+    return this.#command(this.#key(key), 'extend', token, Math.ceil(lockTtlMs)).then(isOne)
   }
 
   release(key: string, token: string): Promise<boolean> {

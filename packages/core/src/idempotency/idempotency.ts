@@ -18,6 +18,7 @@ import type { IdempotencyDecisionEvent, IdempotencySettledEvent } from './events
 import { type Fingerprinter, type FingerprintOptions, fingerprinter } from './fingerprint.js'
 import { parseIdempotencyKey } from './key-header.js'
 import { MemoryIdempotencyStore } from './memory-idempotency-store.js'
+import { type CompletionOutcome, type PendingCompletion, PendingCompletions } from './pending-completions.js'
 import type { ClaimResult, IdempotencyRecord, IdempotencyStore, ReplayDecision, StoredResponse } from './types.js'
 
 /** Options of {@link createIdempotency} and of every framework adapter's idempotency middleware. */
@@ -45,8 +46,10 @@ export interface IdempotencyOptions {
   /** Default `new MemoryIdempotencyStore()` (per process). Use `RedisIdempotencyStore` across processes. */
   store?: IdempotencyStore
   /**
-   * How long a claimed key stays locked while its request runs. If the process dies, a retry executes after
-   * this. Keep it above the route's timeout. Default `30_000` (30 s).
+   * How long a claimed key stays locked while its request runs. A lapsed lock is renewed once by the first
+   * duplicate that finds it (so an owner whose store stalled still writes its result first): if the process
+   * dies, a retry executes one to two of these after the lapse. Keep it above the route's timeout. Default
+   * `30_000` (30 s).
    */
   lockTtlMs?: Duration
   /** How long a stored response is replayed. Default `86_400_000` (24 h). */
@@ -96,8 +99,9 @@ export interface IdempotencyTicket {
   /**
    * The response is complete: store it when its status is storable, else release the key. `header(name)` reads
    * a response header (any casing the framework accepts). A non-buffer `last` (a stream) releases the key.
-   * Resolves once the record is written, so the response goes out only when a retry is sure to be replayed;
-   * never rejects. Returns `undefined` when done synchronously.
+   * A storable response resolves once the record is written (or, if the store fails, once it is held for
+   * background writes and replays in this process), so a retry is replayed, never executed; never rejects.
+   * Returns `undefined` when the response may go out at once: released keys and in-process stores.
    */
   finish(
     status: number,
@@ -235,8 +239,8 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
   /** One replay decision per stored response object: a memory store hands back the same object every time. */
   const replays = new WeakMap<StoredResponse, ReplayDecision>()
 
-  const call = <T>(operation: string, run: () => MaybePromise<T>): MaybePromise<T> =>
-    guard === undefined ? run() : guard.run(operation, run)
+  const call = <T>(operation: string, run: () => MaybePromise<T>, mustTry = false): MaybePromise<T> =>
+    guard === undefined ? run() : guard.run(operation, run, mustTry)
 
   const storeFailed = (error: unknown, operation: string, started: number, action: StoreErrorEvent['action']) => {
     if (channels.storeError.hasSubscribers) {
@@ -294,6 +298,57 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
     return decision
   }
 
+  /**
+   * One attempt to write a pending result. Always tried, even while the guard skips a failing store. Refused
+   * after an earlier attempt timed out: that attempt may have landed late, so the record says which.
+   */
+  const completeOnce = async (entry: PendingCompletion): Promise<'stored' | 'lost'> => {
+    entry.attempts++
+    let stored: boolean
+    try {
+      stored = await call('complete', () => store.complete(entry.key, entry.token, entry.response, recordTtlMs), true)
+    } catch (error) {
+      storeFailed(error, 'complete', entry.started, 'fail-open')
+      entry.request = undefined // waiting in the background now: hold on to nothing of the request
+      await extendLock(entry)
+      throw error
+    }
+    if (stored || entry.attempts === 1) return stored ? 'stored' : 'lost'
+    const record = await call('get', () => store.get(entry.key), true)
+    return record?.state === 'completed' && record.fingerprint === entry.fingerprint ? 'stored' : 'lost'
+  }
+
+  /** Keep a pending result's lock from lapsing, where the store can (a store that answers but fails writes). */
+  const extendLock = async (entry: PendingCompletion): Promise<void> => {
+    if (store.extend === undefined || monotonicNow() - entry.lockedAt < lockTtlMs / 3) return
+    try {
+      const extended = await call('extend', () => store.extend!(entry.key, entry.token, lockTtlMs), true)
+      if (extended) entry.lockedAt = monotonicNow()
+    } catch {
+      // The store is away: the complete attempt already reported it, and the lapse renewal covers the lock.
+    }
+  }
+
+  const completionDone = (entry: PendingCompletion, outcome: CompletionOutcome): void => {
+    settled(entry.request, outcome, undefined, entry.status, entry.key, entry.started)
+  }
+
+  /**
+   * Results executed here whose records a remote store has not taken yet. Retried at least four times per lock
+   * period, so a lock renewed after a lapse (see IdempotencyStore) is written before anyone may take it over.
+   */
+  const completions =
+    guard === undefined
+      ? undefined
+      : new PendingCompletions(completeOnce, completionDone, Math.min(1000, lockTtlMs / 4))
+
+  /** A pending result as the completed record it is about to become. */
+  const completedFrom = (entry: PendingCompletion): IdempotencyRecord => ({
+    state: 'completed',
+    fingerprint: entry.fingerprint,
+    response: entry.response,
+  })
+
   /** Turn a claim (or a later look-up) into a decision; an in-flight duplicate may wait for the first. */
   const resolve = (
     request: RequestView,
@@ -306,7 +361,7 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
   ): MaybePromise<IdempotencyDecision> => {
     if (result.state === 'claimed') {
       decided(request, 'executed', recordKey, started)
-      return { action: 'execute', ticket: new Ticket(request, recordKey, token) }
+      return { action: 'execute', ticket: new Ticket(request, recordKey, token, print) }
     }
     if (result.fingerprint !== print) {
       decided(request, 'mismatch', recordKey, started)
@@ -340,9 +395,13 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
         signal: request.signal,
         ref: false,
       })
+      const pending = completions?.get(recordKey)
+      if (pending !== undefined) return resolve(request, recordKey, print, token, completedFrom(pending), started, 0)
       let record: ClaimResult | undefined = await call('get', () => store.get(recordKey))
       // Released or expired meanwhile: this request may take the key itself.
-      if (record === undefined) record = await call('claim', () => store.claim(recordKey, print, token, lockTtlMs))
+      if (record === undefined) {
+        record = await call('claim', () => store.claim(recordKey, print, token, lockTtlMs, recordTtlMs))
+      }
       return await resolve(request, recordKey, print, token, record, started, deadline)
     } catch (error) {
       if (request.signal.aborted) {
@@ -376,11 +435,15 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
     }
     const recordKey = recordKeyOf(scopeValue ?? '', request.method, request.path, key)
     const print = fingerprint(request, body)
-    const token = ownerToken()
     const started = guard === undefined ? 0 : monotonicNow()
+    // This process executed the key and its record is still being written: answer from here, whatever the
+    // store says meanwhile (it may be down, or may not have the record yet).
+    const pending = completions?.size === 0 ? undefined : completions?.get(recordKey)
+    if (pending !== undefined) return resolve(request, recordKey, print, '', completedFrom(pending), started, 0)
+    const token = ownerToken()
     let result: MaybePromise<ClaimResult>
     try {
-      result = call('claim', () => store.claim(recordKey, print, token, lockTtlMs))
+      result = call('claim', () => store.claim(recordKey, print, token, lockTtlMs, recordTtlMs))
     } catch (error) {
       return failure(request, recordKey, error, 'claim', started) // only in-process stores throw synchronously
     }
@@ -404,14 +467,16 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
     readonly #request: RequestView
     readonly #key: string
     readonly #token: string
+    readonly #fingerprint: string
     readonly #started = monotonicNow()
     #chunks: Buffer[] = []
     #size = 0
 
-    constructor(request: RequestView, key: string, token: string) {
+    constructor(request: RequestView, key: string, token: string, fingerprint: string) {
       this.#request = request
       this.#key = key
       this.#token = token
+      this.#fingerprint = fingerprint
     }
 
     write(chunk: unknown, encoding?: BufferEncoding): boolean {
@@ -438,7 +503,13 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
     ): MaybePromise<void> {
       if (this.settled) return undefined
       if (last !== undefined && last !== null && !this.write(last, encoding)) return undefined
-      if (!storeStatus(status)) return this.#release('status', status)
+      if (!storeStatus(status)) {
+        // Not stored: the key is freed in the background and the response goes out now. A response that is not
+        // the handler's — a timeout's or a shutdown's 503, written while the handler still runs — is then never
+        // held back behind the store, which the deadline must not wait on.
+        this.#release('status', status)
+        return undefined
+      }
       this.settled = true
       const chunks = this.#chunks
       const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, this.#size)
@@ -450,6 +521,22 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
         headers.push([name, Array.isArray(value) ? value.join(', ') : String(value)])
       }
       const response: StoredResponse = { status, headers, body }
+      if (completions !== undefined) {
+        // A remote store: the record must be written even if the store is failing now (see PendingCompletions).
+        return completions.write({
+          key: this.#key,
+          token: this.#token,
+          fingerprint: this.#fingerprint,
+          response,
+          status,
+          until: monotonicNow() + recordTtlMs,
+          started: this.#started,
+          request: this.#request,
+          lockedAt: this.#started,
+          attempts: 0,
+          busy: false,
+        })
+      }
       const done = (stored: boolean): void => {
         settled(this.#request, stored ? 'stored' : 'lost', undefined, status, this.#key, this.#started)
       }
@@ -469,11 +556,11 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
 
     abandon(reason: 'error' | 'streamed' | 'too_large' | 'aborted'): void {
       if (this.settled) return
-      const released = this.#release(reason, 0)
-      if (isPromiseLike(released)) released.catch(noop)
+      this.#release(reason, 0)
     }
 
-    #release(reason: NonNullable<IdempotencySettledEvent['reason']>, status: number): MaybePromise<void> {
+    /** Free the key without waiting: nothing is held back for a response that is not stored. Never rejects. */
+    #release(reason: NonNullable<IdempotencySettledEvent['reason']>, status: number): void {
       this.settled = true
       this.#chunks = []
       const done = (released: boolean): void => {
@@ -487,10 +574,11 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
       try {
         result = call('release', () => store.release(this.#key, this.#token))
       } catch (error) {
-        return failed(error)
+        failed(error)
+        return
       }
-      if (!isPromiseLike(result)) return done(result)
-      return result.then(done, failed)
+      if (isPromiseLike(result)) result.then(done, failed)
+      else done(result)
     }
   }
 
@@ -517,14 +605,14 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
     async lookup(request, key) {
       const scopeValue = scope === undefined ? undefined : await scope(request)
       const recordKey = recordKeyOf(scopeValue ?? '', request.method, request.path, key)
+      const pending = completions?.get(recordKey)
+      if (pending !== undefined) return completedFrom(pending)
       return (await call('get', () => store.get(recordKey))) ?? undefined
     },
   }
 }
 
 const MALFORMED = Symbol('malformed')
-
-function noop(): void {}
 
 function digest(text: string): string {
   return createHash('sha256').update(text).digest('base64url')

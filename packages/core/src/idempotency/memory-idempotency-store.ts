@@ -21,7 +21,11 @@ interface Entry {
   /** Owner token while in progress; `undefined` once completed. */
   token: string | undefined
   response: StoredResponse | undefined
-  /** Clock value at which the lock (in progress) or the record (completed) expires. */
+  /** In progress: clock value at which the lock lapses (see {@link IdempotencyStore} on lapsed locks). */
+  lockUntil: number
+  /** In progress: the lapsed lock was already renewed once; the next claim past `lockUntil` takes the key. */
+  renewed: boolean
+  /** Clock value at which the entry is dropped: the record's lifetime, or the most an in-progress key is kept. */
   expiresAt: number
   /** Approximate bytes held, counted against `maxBytes`. */
   bytes: number
@@ -69,18 +73,30 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     return this.#bytes
   }
 
-  claim(key: string, fingerprint: string, token: string, lockTtlMs: number): ClaimResult {
+  claim(key: string, fingerprint: string, token: string, lockTtlMs: number, recordTtlMs = 0): ClaimResult {
     const now = this.#now()
     const entry = this.#live(key, now)
     if (entry !== undefined) {
       entry.used = true
-      return toRecord(entry, now)
+      if (entry.response !== undefined || now < entry.lockUntil) return toRecord(entry, now)
+      entry.lockUntil = now + lockTtlMs
+      if (!entry.renewed) {
+        entry.renewed = true // lapsed: one more lock period for its owner to write its result
+        return toRecord(entry, now)
+      }
+      entry.renewed = false // lapsed twice: the owner is gone, this claim takes the key over
+      entry.token = token
+      entry.fingerprint = fingerprint
+      entry.expiresAt = now + Math.max(recordTtlMs, 2 * lockTtlMs)
+      return CLAIMED
     }
     this.#insert(key, {
       fingerprint,
       token,
       response: undefined,
-      expiresAt: now + lockTtlMs,
+      lockUntil: now + lockTtlMs,
+      renewed: false,
+      expiresAt: now + Math.max(recordTtlMs, 2 * lockTtlMs),
       bytes: ENTRY_OVERHEAD + key.length,
       used: false,
     })
@@ -99,6 +115,16 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     entry.bytes = bytes
     entry.expiresAt = now + recordTtlMs
     this.#evict(now)
+    return true
+  }
+
+  extend(key: string, token: string, lockTtlMs: number): boolean {
+    const now = this.#now()
+    const entry = this.#live(key, now)
+    if (entry === undefined || entry.response !== undefined || entry.token !== token) return false
+    entry.lockUntil = now + lockTtlMs
+    entry.renewed = false
+    if (entry.expiresAt < entry.lockUntil) entry.expiresAt = entry.lockUntil
     return true
   }
 
@@ -159,7 +185,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
 
 function toRecord(entry: Entry, now: number): IdempotencyRecord {
   if (entry.response === undefined) {
-    return { state: 'in_progress', fingerprint: entry.fingerprint, lockExpiresInMs: entry.expiresAt - now }
+    return { state: 'in_progress', fingerprint: entry.fingerprint, lockExpiresInMs: Math.max(0, entry.lockUntil - now) }
   }
   return { state: 'completed', fingerprint: entry.fingerprint, response: entry.response }
 }

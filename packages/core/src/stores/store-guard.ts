@@ -43,10 +43,12 @@ export class StoreGuard {
 
   /**
    * Run `call`; synchronous results pass straight through. A promise is raced against the timeout; failures
-   * and timeouts reject with a {@link StoreError}. While the store is down, rejects at once without calling.
+   * and timeouts reject with a {@link StoreError}. While the store is down, rejects at once without calling —
+   * unless `mustTry`: a write whose loss breaks a promise (an executed request's idempotency record) is always
+   * attempted, still bounded by the timeout, and its answer still tells whether the store is back.
    */
-  run<T>(operation: string, call: () => MaybePromise<T>): MaybePromise<T> {
-    if (this.#downUntil !== 0) {
+  run<T>(operation: string, call: () => MaybePromise<T>, mustTry = false): MaybePromise<T> {
+    if (this.#downUntil !== 0 && !mustTry) {
       if (this.#probing || monotonicNow() < this.#downUntil) {
         return Promise.reject(new StoreError(ErrorCode.StoreUnavailable, operation, 'store is down (recent failure)'))
       }
