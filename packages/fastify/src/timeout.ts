@@ -57,6 +57,9 @@ const onExpire: ExpiryHandler<FastifyReply> = (decision, reply) => {
     raw.destroy() // already streaming: end it rather than leave the client hanging on a half response
     return
   }
+  // A body still arriving (a slowloris client trickling it): close the connection with the answer, or Node keeps
+  // reading that body for as long as the client cares to send it.
+  if (reply.request.raw.complete === false) reply.header('connection', 'close')
   sendRejection(reply, decision)
   // onSend hooks may delay the write: guard raw writes only once the 503 is out.
   if (raw.writableEnded) guardLateWrites(raw)

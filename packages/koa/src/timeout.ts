@@ -40,6 +40,9 @@ const onExpire: ExpiryHandler<Context> = (decision, ctx, context) => {
     res.destroy() // already streaming: end it rather than leave the client hanging on a half response
     return
   }
+  // A body still arriving (a slowloris client trickling it): close the connection with the answer, or Node keeps
+  // reading that body for as long as the client cares to send it.
+  if (ctx.req.complete === false) ctx.set('Connection', 'close')
   sendRejection(ctx, decision)
   ctx.respond = false
   const body = ctx.body as string
