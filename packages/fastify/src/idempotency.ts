@@ -65,9 +65,13 @@ const plugin: FastifyPluginCallback<FastifyIdempotencyOptions> = (fastify, optio
       hook = routes.get(config) ?? hookFor(createIdempotency({ ...base, ...config }))
       routes.set(config, hook)
     }
-    if (![route.method].flat().some((method) => hook.policy.covers(method))) return
+    const methods = [route.method].flat().filter((method) => hook.policy.covers(method))
+    if (methods.length === 0) return
     // Last: after authentication and other preHandlers (a `scope` function may read what they set).
-    route.preParsing = [...listOf(route.preParsing), keepRawBody]
+    // GET and HEAD requests carry no body to keep: their routes (Fastify parses none for them) skip the hook.
+    if (methods.some((method) => method !== 'GET' && method !== 'HEAD')) {
+      route.preParsing = [...listOf(route.preParsing), keepRawBody]
+    }
     route.preHandler = [...listOf(route.preHandler), hook]
     route.onSend = [captureResponse, ...listOf(route.onSend)]
     route.onError = [releaseOnError, ...listOf(route.onError)]
