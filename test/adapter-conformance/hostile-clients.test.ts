@@ -6,7 +6,7 @@ import diagnostics from 'node:diagnostics_channel'
 import http, { type Server } from 'node:http'
 import net from 'node:net'
 import { performance } from 'node:perf_hooks'
-import type { RateLimitDecisionEvent } from '@breakwater/core'
+import type { LoadShedder, RateLimitDecisionEvent } from '@breakwater/core'
 import {
   errorHandler as expressErrorHandler,
   loadShedding as expressLoadShedding,
@@ -76,12 +76,7 @@ async function startHostileApp(framework: Framework, host: string): Promise<Host
     })
     app.use(expressErrorHandler())
     const server = app.listen(0, host)
-    return served(
-      server,
-      runs,
-      () => shedding.shedder.overloadState().reasons,
-      () => shedding.shedder.close(),
-    )
+    return servedWith(server, runs, shedding.shedder)
   }
   if (framework === 'fastify') {
     const app = Fastify()
@@ -112,15 +107,10 @@ async function startHostileApp(framework: Framework, host: string): Promise<Host
       })
     })
     await app.listen({ host, port: 0 })
-    return {
-      port: (app.server.address() as net.AddressInfo).port,
-      ran: (route) => runs.get(route) ?? 0,
-      reasons: () => reasons(),
-      close: async () => {
-        closeShedder()
-        await app.close()
-      },
-    }
+    return served(app.server, runs, reasons, async () => {
+      closeShedder()
+      await app.close()
+    })
   }
   const app = new Koa()
   app.silent = true
@@ -146,35 +136,31 @@ async function startHostileApp(framework: Framework, host: string): Promise<Host
   })
   app.use(router.routes())
   const server = app.listen(0, host)
-  return served(
-    server,
-    runs,
-    () => shedding.shedder.overloadState().reasons,
-    () => shedding.shedder.close(),
-  )
+  return servedWith(server, runs, shedding.shedder)
 }
 
 async function served(
   server: Server,
   runs: Map<string, number>,
   reasons: () => readonly string[],
-  closeShedder: () => void,
+  close: () => Promise<void>,
 ): Promise<HostileApp> {
   await new Promise<void>((resolve, reject) => {
     if (server.listening) resolve()
     server.once('listening', resolve).once('error', reject)
   })
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    ran: (route) => runs.get(route) ?? 0,
-    reasons,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        closeShedder()
-        server.close((error) => (error ? reject(error) : resolve()))
-        server.closeAllConnections()
-      }),
-  }
+  return { port: (server.address() as net.AddressInfo).port, ran: (route) => runs.get(route) ?? 0, reasons, close }
+}
+
+/** A plain Node server (Express, Koa) with its route-level shedder. */
+function servedWith(server: Server, runs: Map<string, number>, shedder: LoadShedder): Promise<HostileApp> {
+  const close = () =>
+    new Promise<void>((resolve, reject) => {
+      shedder.close()
+      server.close((error) => (error ? reject(error) : resolve()))
+      server.closeAllConnections()
+    })
+  return served(server, runs, () => shedder.overloadState().reasons, close)
 }
 
 const open: HostileApp[] = []

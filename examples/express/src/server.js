@@ -15,13 +15,13 @@ import {
   loadShedding,
   MemoryIdempotencyStore,
   MemoryStore,
+  MethodNotAllowedError,
   rateLimit,
   timeout,
 } from '@breakwater/express'
-import { RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis'
+import { logClientErrors, RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis'
 import express from 'express'
 import { Redis } from 'ioredis'
-import { logRedisErrors, methodNotAllowed } from './hardening.js'
 
 const port = Number(process.env.PORT ?? 3000)
 
@@ -31,7 +31,9 @@ const redis = process.env.REDIS_URL
   ? new Redis(process.env.REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
   : undefined
 if (redis) {
-  logRedisErrors(redis)
+  // Every ioredis client needs an `error` listener: without one, each failed reconnect during an outage prints
+  // "Unhandled error event" with a stack. This one logs a line when Redis goes away and one when it is back.
+  logClientErrors(redis)
   await redis.connect().catch((/** @type {Error} */ error) => {
     console.error(`cannot connect to REDIS_URL: ${error.message}`)
     process.exit(1)
@@ -126,7 +128,7 @@ app.post(
   },
 )
 
-app.all('/api/orders', (_req, _res, next) => next(methodNotAllowed('POST')))
+app.all('/api/orders', (_req, _res, next) => next(new MethodNotAllowedError(['POST'])))
 
 /**
  * The demo's caller: the bearer token is the user id; no token means anonymous.

@@ -14,13 +14,13 @@ import {
   loadShedding,
   MemoryIdempotencyStore,
   MemoryStore,
+  MethodNotAllowedError,
   rateLimit,
   timeout,
 } from '@breakwater/fastify'
-import { RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis'
+import { logClientErrors, RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis'
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
-import { logRedisErrors, methodNotAllowed } from './hardening.js'
 
 const port = Number(process.env.PORT ?? 3000)
 
@@ -30,7 +30,9 @@ const redis = process.env.REDIS_URL
   ? new Redis(process.env.REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
   : undefined
 if (redis) {
-  logRedisErrors(redis)
+  // Every ioredis client needs an `error` listener: without one, each failed reconnect during an outage prints
+  // "Unhandled error event" with a stack. This one logs a line when Redis goes away and one when it is back.
+  logClientErrors(redis)
   await redis.connect().catch((/** @type {Error} */ error) => {
     console.error(`cannot connect to REDIS_URL: ${error.message}`)
     process.exit(1)
@@ -140,7 +142,7 @@ app.route({
   method: ['GET', 'PUT', 'DELETE', 'PATCH'],
   url: '/api/orders',
   handler: async () => {
-    throw methodNotAllowed('POST')
+    throw new MethodNotAllowedError(['POST'])
   },
 })
 

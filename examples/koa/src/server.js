@@ -14,14 +14,14 @@ import {
   loadShedding,
   MemoryIdempotencyStore,
   MemoryStore,
+  MethodNotAllowedError,
   rateLimit,
   timeout,
 } from '@breakwater/koa'
-import { RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis'
+import { logClientErrors, RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis'
 import Router from '@koa/router'
 import { Redis } from 'ioredis'
 import Koa from 'koa'
-import { logRedisErrors, methodNotAllowed } from './hardening.js'
 
 const port = Number(process.env.PORT ?? 3000)
 
@@ -31,7 +31,9 @@ const redis = process.env.REDIS_URL
   ? new Redis(process.env.REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
   : undefined
 if (redis) {
-  logRedisErrors(redis)
+  // Every ioredis client needs an `error` listener: without one, each failed reconnect during an outage prints
+  // "Unhandled error event" with a stack. This one logs a line when Redis goes away and one when it is back.
+  logClientErrors(redis)
   await redis.connect().catch((/** @type {Error} */ error) => {
     console.error(`cannot connect to REDIS_URL: ${error.message}`)
     process.exit(1)
@@ -193,7 +195,7 @@ app.use(async (ctx, next) => {
   const allow = ctx.response.get('Allow')
   if ((ctx.status !== 405 && ctx.status !== 501) || allow === '') return
   ctx.remove('Allow') // the problem's own Allow replaces the router's
-  throw methodNotAllowed(allow)
+  throw new MethodNotAllowedError(allow.split(/\s*,\s*/))
 })
 app.use(router.routes()).use(router.allowedMethods())
 

@@ -121,6 +121,25 @@ export function isStoreError(value: unknown): value is StoreError {
   )
 }
 
+/**
+ * The route exists but does not serve this method. The adapters' `errorHandler` answers it 405 problem+json
+ * (`BW_METHOD_NOT_ALLOWED`) with `Allow`; `headers` carries `Allow` too, as http-errors do, for other handlers.
+ *
+ * @example
+ * app.all('/orders', (req, res, next) => next(new MethodNotAllowedError(['POST'])))
+ */
+export class MethodNotAllowedError extends BreakwaterError {
+  /** The methods the route serves. */
+  readonly allow: readonly string[]
+  readonly headers: Readonly<Record<string, string>>
+  constructor(allow: readonly string[]) {
+    super(ErrorCode.MethodNotAllowed, `This route serves ${allow.join(', ')} only.`, { status: 405 })
+    this.name = 'MethodNotAllowedError'
+    this.allow = allow
+    this.headers = { Allow: allow.join(', ') }
+  }
+}
+
 /** Why a request's signal was aborted: its deadline, the client going away, or process shutdown. */
 export type AbortKind = 'timeout' | 'client-gone' | 'shutdown'
 

@@ -19,6 +19,7 @@ export {
   isInvalidOptionError,
   isRequestAbortedError,
   isStoreError,
+  MethodNotAllowedError,
   RequestAbortedError,
   StoreError,
 } from './errors.js'

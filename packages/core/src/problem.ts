@@ -31,7 +31,7 @@ const MAX_CAUSE_DEPTH = 4
 /** A framework's message for a malformed request is cut to this many characters (it can quote the body). */
 const MAX_DETAIL = 200
 /** Headers of a framework error carried to the response: only ones that describe the rejection. */
-const CARRIED_HEADERS = ['Allow', 'Retry-After'] as const
+const CARRIED_HEADERS = ['Allow'] as const
 
 /**
  * The problem+json response for an error, or `undefined` when the error is not one to answer this way (let the
@@ -56,10 +56,10 @@ export function problemFor(error: unknown): RejectDecision | undefined {
       const status = current.status
       if (status === undefined || !isErrorStatus(status)) return undefined
       const retryAfter = current.retryAfterSeconds
-      const headers: Array<[string, string]> =
-        retryAfter !== undefined && Number.isFinite(retryAfter) && retryAfter >= 1
-          ? [['Retry-After', String(Math.ceil(retryAfter))]]
-          : []
+      const headers = carriedHeaders(current)
+      if (retryAfter !== undefined && Number.isFinite(retryAfter) && retryAfter >= 1) {
+        headers.push(['Retry-After', String(Math.ceil(retryAfter))])
+      }
       return rejection(status, current.code, current.message, headers)
     }
     current = (current as { cause?: unknown }).cause
@@ -99,7 +99,7 @@ function isErrorStatus(status: number): boolean {
   return Number.isInteger(status) && status >= 400 && status <= 599
 }
 
-/** `Allow` / `Retry-After` from an http-errors style `headers` object (Koa's router sets `Allow` there). */
+/** `Allow` from an http-errors style `headers` object (a {@link MethodNotAllowedError}, your own 405s). */
 function carriedHeaders(error: object): Array<[string, string]> {
   const headers = (error as { headers?: unknown }).headers
   const carried: Array<[string, string]> = []

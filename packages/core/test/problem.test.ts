@@ -8,6 +8,7 @@ import {
   DeadlineExceededError,
   ErrorCode,
   errorResponse,
+  MethodNotAllowedError,
   problemFor,
   RequestAbortedError,
   RequestContext,
@@ -39,6 +40,17 @@ describe('problemFor', () => {
     expect(problemFor(new StoreError(ErrorCode.StoreUnavailable, 'claim', 'store claim failed'))?.headers).toEqual([
       ['Content-Type', 'application/problem+json'],
     ])
+  })
+
+  it('answers a MethodNotAllowedError 405 BW_METHOD_NOT_ALLOWED with Allow', () => {
+    expect(problemFor(new MethodNotAllowedError(['GET', 'POST']))).toMatchObject({
+      status: 405,
+      headers: [
+        ['Allow', 'GET, POST'],
+        ['Content-Type', 'application/problem+json'],
+      ],
+      body: { code: 'BW_METHOD_NOT_ALLOWED', title: 'Method Not Allowed' },
+    })
   })
 
   it('finds the Breakwater error in the cause chain (Node wraps a signal reason in an AbortError)', () => {
