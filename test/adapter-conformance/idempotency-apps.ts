@@ -122,7 +122,7 @@ const builders: Record<Framework, (options: IdempotencyOptions, counter: Counter
   async koa(options, counter) {
     const app = new Koa()
     app.on('error', () => {})
-    app.use(jsonBody)
+    app.use(jsonBody())
     const policy = koaIdempotency(options)
     const router = new Router()
     for (const route of ROUTES) {
@@ -148,18 +148,30 @@ declare module 'koa' {
   }
 }
 
-/** Koa has no body parser built in: a minimal JSON one, as koa-bodyparser would set `ctx.request.body`. */
-export async function jsonBody(ctx: Koa.Context, next: Koa.Next): Promise<void> {
-  if (ctx.method === 'POST' && ctx.is('application/json')) {
-    const chunks: Buffer[] = []
-    for await (const chunk of ctx.req) chunks.push(chunk as Buffer)
-    try {
-      ctx.request.body = JSON.parse(Buffer.concat(chunks).toString('utf8'))
-    } catch {
-      ctx.throw(400, 'Invalid JSON body')
+/**
+ * Koa has no body parser built in: a minimal JSON one, as koa-bodyparser would set `ctx.request.body` and
+ * `rawBody` (the raw text makes the idempotency fingerprint lossless). A body over `limit` bytes is 413.
+ */
+export function jsonBody(limit = 1024 * 1024): Koa.Middleware {
+  return async function parseJson(ctx: Koa.Context, next: Koa.Next): Promise<void> {
+    if (ctx.method === 'POST' && ctx.is('application/json')) {
+      const chunks: Buffer[] = []
+      let size = 0
+      for await (const chunk of ctx.req) {
+        size += (chunk as Buffer).length
+        if (size > limit) ctx.throw(413, 'request entity too large')
+        chunks.push(chunk as Buffer)
+      }
+      const request = ctx.request as { body?: unknown; rawBody?: string }
+      request.rawBody = Buffer.concat(chunks).toString('utf8')
+      try {
+        request.body = JSON.parse(request.rawBody)
+      } catch {
+        ctx.throw(400, 'Invalid JSON body')
+      }
     }
+    await next()
   }
-  await next()
 }
 
 /** Resolve once `server` listens: its URL, and a close that also ends kept-alive connections. */

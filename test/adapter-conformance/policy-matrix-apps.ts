@@ -174,7 +174,7 @@ const builders: Record<Framework, (options: MatrixOptions, policies: Policies, c
         const chain: Koa.Middleware[] = []
         if (on(combination, 2)) chain.push(limited)
         if (on(combination, 1)) chain.push(shedding)
-        chain.push(jsonBody)
+        chain.push(jsonBody())
         if (on(combination, 0)) chain.push(idempotent)
         router.post(`/m/${combination}`, ...chain, async (ctx) => {
           const body = await handle(ctx.breakwater, ctx.url, count)

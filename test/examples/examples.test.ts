@@ -2,84 +2,15 @@
 // on a free port, against the built packages, with the memory store and with Redis, and must honour the
 // example contract of ARCHITECTURE.md for the routes that exist so far.
 
-import { type ChildProcess, spawn } from 'node:child_process'
 import { randomInt } from 'node:crypto'
-import { existsSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { performance } from 'node:perf_hooks'
-import { fileURLToPath } from 'node:url'
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { testRedisUrl } from '../support/redis-server.js'
+import { FRAMEWORKS, startExample, useExamples } from './example-process.js'
 
-const root = fileURLToPath(new URL('../../', import.meta.url))
-const FRAMEWORKS = ['express', 'fastify', 'koa'] as const
 const STORES = ['memory', 'redis'] as const
 
-interface Example {
-  url: string
-  child: ChildProcess
-  output: () => string
-}
-
-const running: Example[] = []
-
-beforeAll(() => {
-  const missing = ['core', 'redis', ...FRAMEWORKS].filter(
-    (name) => !existsSync(`${root}packages/${name}/dist/index.js`),
-  )
-  if (missing.length > 0) {
-    throw new Error(
-      `The examples import the built packages, but ${missing.map((m) => `packages/${m}/dist`).join(', ')} is missing: run \`pnpm build\` first (the root \`pnpm test\` does).`,
-    )
-  }
-})
-
-afterEach(() => {
-  for (const example of running.splice(0)) example.child.kill('SIGKILL')
-})
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise((resolve) => server.close(resolve))
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return address.port
-}
-
-async function startExample(framework: string, env: Record<string, string | undefined>): Promise<Example> {
-  const port = await freePort()
-  const { REDIS_URL: _, TRUST_PROXY: __, ...inherited } = process.env
-  const child = spawn(process.execPath, ['src/server.js'], {
-    cwd: `${root}examples/${framework}`,
-    env: { ...inherited, PORT: String(port), ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let output = ''
-  child.stdout?.on('data', (chunk: Buffer) => {
-    output += chunk.toString()
-  })
-  child.stderr?.on('data', (chunk: Buffer) => {
-    output += chunk.toString()
-  })
-  const example = { url: `http://127.0.0.1:${port}`, child, output: () => output }
-  running.push(example)
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${framework} example did not start in 15 s:\n${output}`)), 15_000)
-    const check = () => {
-      if (output.includes('listening on')) {
-        clearTimeout(timer)
-        resolve()
-      }
-    }
-    child.stdout?.on('data', check)
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`${framework} example exited with code ${code}:\n${output}`))
-    })
-  })
-  return example
-}
+useExamples()
 
 const randomIPv4 = () => `10.${randomInt(256)}.${randomInt(256)}.${randomInt(1, 255)}`
 

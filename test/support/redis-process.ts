@@ -87,24 +87,28 @@ export async function startRedis(
 }
 
 /**
- * Start a Redis Cluster of `masters` (default 3) masters without replicas and wait for `cluster_state:ok`.
+ * Start a Redis Cluster of `masters` (default 3) masters, each with `replicas` replicas (default 0), and wait for
+ * `cluster_state:ok`. `nodeTimeoutMs` (default 3000) is how long a silent master takes to be failed over.
  *
  * @example
  * const cluster = await startCluster()
  * const client = new Cluster(cluster.startupNodes)
  */
-export async function startCluster(options: { masters?: number } = {}): Promise<RedisCluster> {
+export async function startCluster(
+  options: { masters?: number; replicas?: number; nodeTimeoutMs?: number } = {},
+): Promise<RedisCluster> {
   const masters = options.masters ?? 3
+  const replicas = options.replicas ?? 0
   const clusterArgs = [
     '--cluster-enabled',
     'yes',
     '--cluster-config-file',
     'nodes.conf',
     '--cluster-node-timeout',
-    '3000',
+    String(options.nodeTimeoutMs ?? 3000),
   ]
   const nodes = await Promise.all(
-    Array.from({ length: masters }, () => startRedis({ args: clusterArgs, clusterBus: true })),
+    Array.from({ length: masters * (1 + replicas) }, () => startRedis({ args: clusterArgs, clusterBus: true })),
   )
   const stop = async (): Promise<void> => {
     await Promise.all(nodes.map((node) => node.stop()))
@@ -112,7 +116,14 @@ export async function startCluster(options: { masters?: number } = {}): Promise<
   try {
     await run(
       'redis-cli',
-      ['--cluster', 'create', ...nodes.map((n) => `${HOST}:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
+      [
+        '--cluster',
+        'create',
+        ...nodes.map((n) => `${HOST}:${n.port}`),
+        '--cluster-replicas',
+        String(replicas),
+        '--cluster-yes',
+      ],
       { timeout: 30_000 },
     )
     const deadline = Date.now() + 30_000

@@ -5,19 +5,21 @@ import { randomUUID } from 'node:crypto'
 import { subscribe } from 'node:diagnostics_channel'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
+  errorHandler,
   eventLoopDelayCheck,
   gracefulShutdown,
   health,
   heapCheck,
   idempotency,
+  keepRawBody,
   loadShedding,
   MemoryIdempotencyStore,
   MemoryStore,
+  MethodNotAllowedError,
   rateLimit,
   timeout,
-  timeoutErrorHandler,
 } from '@breakwater/express'
-import { RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis'
+import { logClientErrors, RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis'
 import express from 'express'
 import { Redis } from 'ioredis'
 
@@ -29,6 +31,9 @@ const redis = process.env.REDIS_URL
   ? new Redis(process.env.REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
   : undefined
 if (redis) {
+  // Every ioredis client needs an `error` listener: without one, each failed reconnect during an outage prints
+  // "Unhandled error event" with a stack. This one logs a line when Redis goes away and one when it is back.
+  logClientErrors(redis)
   await redis.connect().catch((/** @type {Error} */ error) => {
     console.error(`cannot connect to REDIS_URL: ${error.message}`)
     process.exit(1)
@@ -90,7 +95,7 @@ app.get('/api/slow', timeout({ timeoutMs: 200 }), async (req, res) => {
     await sleep(ms, undefined, { signal: req.breakwater?.signal })
   } catch (error) {
     stats.slowAborted++
-    throw error // the 503 is already out: timeoutErrorHandler() below keeps Express from answering again
+    throw error // the 503 is already out (or the client left): errorHandler() below answers nothing, logs nothing
   }
   stats.slowCompleted++
   res.json({ waitedMs: ms })
@@ -113,7 +118,8 @@ app.get('/api/work', workShedding, async (req, res) => {
 const orderKeys = redis ? new RedisIdempotencyStore({ client: redis }) : new MemoryIdempotencyStore()
 app.post(
   '/api/orders',
-  express.json(),
+  // A body limit (100 KB: larger bodies get 413 problem+json), and the raw body kept for a lossless fingerprint.
+  express.json({ limit: '100kb', verify: keepRawBody }),
   idempotency({ id: 'orders', store: orderKeys, required: true, scope: (r) => caller(r.header('authorization')) }),
   async (req, res) => {
     await sleep(slowMs(req.query.delayMs), undefined, { signal: req.breakwater?.signal })
@@ -121,6 +127,8 @@ app.post(
     res.status(201).json({ id: randomUUID(), order: req.body ?? null })
   },
 )
+
+app.all('/api/orders', (_req, _res, next) => next(new MethodNotAllowedError(['POST'])))
 
 /**
  * The demo's caller: the bearer token is the user id; no token means anonymous.
@@ -135,8 +143,10 @@ app.get('/debug/stats', (_req, res) => {
   res.json(stats)
 })
 
-// 504 problem+json for a handler whose upstream budget ran out; silences handlers failing after their 503.
-app.use(timeoutErrorHandler())
+// One error handler: problem+json for Breakwater's errors (504 for a handler whose upstream budget ran out) and
+// for bad input (invalid JSON 400, too large 413: never Express's HTML page with a stack trace); silent for a
+// handler failing with its own request's abort (after its 503, or once the client left).
+app.use(errorHandler())
 
 const server = app.listen(port, '127.0.0.1', () => {
   console.log(`listening on http://127.0.0.1:${port} (store: ${redis ? 'redis' : 'memory'})`)

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import { subscribe } from 'node:diagnostics_channel'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
+  errorHandler,
   eventLoopDelayCheck,
   gracefulShutdown,
   health,
@@ -13,10 +14,11 @@ import {
   loadShedding,
   MemoryIdempotencyStore,
   MemoryStore,
+  MethodNotAllowedError,
   rateLimit,
   timeout,
 } from '@breakwater/fastify'
-import { RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis'
+import { logClientErrors, RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis'
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 
@@ -28,6 +30,9 @@ const redis = process.env.REDIS_URL
   ? new Redis(process.env.REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
   : undefined
 if (redis) {
+  // Every ioredis client needs an `error` listener: without one, each failed reconnect during an outage prints
+  // "Unhandled error event" with a stack. This one logs a line when Redis goes away and one when it is back.
+  logClientErrors(redis)
   await redis.connect().catch((/** @type {Error} */ error) => {
     console.error(`cannot connect to REDIS_URL: ${error.message}`)
     process.exit(1)
@@ -51,7 +56,10 @@ subscribe('breakwater:rate-limit:decision', (message) => {
   if (event.policy === 'limited' && event.outcome === 'limited') stats.limitedRejected++
 })
 
-const app = Fastify({ trustProxy: trustProxy(process.env.TRUST_PROXY) })
+// bodyLimit: larger bodies get 413 problem+json (Fastify's default is 1 MiB; set what your routes need).
+const app = Fastify({ trustProxy: trustProxy(process.env.TRUST_PROXY), bodyLimit: 100 * 1024 })
+// One error handler: problem+json for Breakwater's errors and for bad input (invalid JSON 400, too large 413).
+app.setErrorHandler(errorHandler())
 
 // Health probes (GET/HEAD /livez, /readyz, /startupz) come first, so no policy below ever limits, sheds or
 // times them out. Details (checks, timings) only for `Authorization: Bearer $HEALTH_TOKEN`.
@@ -128,6 +136,14 @@ app.post('/api/orders', { config: { idempotency: { id: 'orders' } } }, async (re
   stats.ordersExecuted++
   reply.code(201)
   return { id: randomUUID(), order: request.body ?? null }
+})
+
+app.route({
+  method: ['GET', 'PUT', 'DELETE', 'PATCH'],
+  url: '/api/orders',
+  handler: async () => {
+    throw new MethodNotAllowedError(['POST'])
+  },
 })
 
 /**

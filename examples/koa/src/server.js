@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import { subscribe } from 'node:diagnostics_channel'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
+  errorHandler,
   eventLoopDelayCheck,
   gracefulShutdown,
   health,
@@ -13,10 +14,11 @@ import {
   loadShedding,
   MemoryIdempotencyStore,
   MemoryStore,
+  MethodNotAllowedError,
   rateLimit,
   timeout,
 } from '@breakwater/koa'
-import { RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis'
+import { logClientErrors, RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis'
 import Router from '@koa/router'
 import { Redis } from 'ioredis'
 import Koa from 'koa'
@@ -29,6 +31,9 @@ const redis = process.env.REDIS_URL
   ? new Redis(process.env.REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
   : undefined
 if (redis) {
+  // Every ioredis client needs an `error` listener: without one, each failed reconnect during an outage prints
+  // "Unhandled error event" with a stack. This one logs a line when Redis goes away and one when it is back.
+  logClientErrors(redis)
   await redis.connect().catch((/** @type {Error} */ error) => {
     console.error(`cannot connect to REDIS_URL: ${error.message}`)
     process.exit(1)
@@ -79,6 +84,9 @@ const probes = health({
 })
 app.use(probes)
 
+// One error handler, outermost: problem+json for Breakwater's errors and for bad input (invalid JSON 400, too
+// large 413, unknown method 405); silent for a handler failing with its own request's abort.
+app.use(errorHandler())
 // Every request gets a deadline and one AbortSignal (ctx.breakwater.signal); routes may set their own budget.
 app.use(timeout({ timeoutMs: '10s' }))
 
@@ -103,7 +111,7 @@ router.get('/api/slow', timeout({ timeoutMs: 200 }), async (ctx) => {
     await sleep(ms, undefined, { signal: ctx.breakwater?.signal })
   } catch (error) {
     stats.slowAborted++
-    throw error // the 503 is already out: the middleware drops this failure instead of answering twice
+    throw error // the 503 is already out (or the client left): the middleware drops it, answers and logs nothing
   }
   stats.slowCompleted++
   ctx.body = { waitedMs: ms }
@@ -145,19 +153,30 @@ function caller(authorization) {
   return match ? `user:${match[1]}` : 'anonymous'
 }
 
+/** Largest JSON body read (as Express's and Fastify's limits in their examples); larger ones get 413. */
+const BODY_LIMIT = 100 * 1024
+
 /**
- * Koa has no body parser built in: read a JSON body into `ctx.request.body`, as koa-bodyparser would (the
- * idempotency fingerprint reads it there).
+ * Koa has no body parser built in: read a JSON body into `ctx.request.body` and its text into `rawBody`, as
+ * koa-bodyparser would (the idempotency fingerprint reads both there). Bounded: a body over BODY_LIMIT is
+ * refused with 413 before or while it is read, never buffered whole.
  * @param {import('koa').Context} ctx
  * @param {import('koa').Next} next
  */
 async function jsonBody(ctx, next) {
   if (ctx.is('application/json')) {
+    if (Number(ctx.get('content-length')) > BODY_LIMIT) ctx.throw(413, 'Request body is too large')
     const chunks = []
-    for await (const chunk of ctx.req) chunks.push(/** @type {Buffer} */ (chunk))
-    const request = /** @type {{ body?: unknown }} */ (ctx.request)
+    let size = 0
+    for await (const chunk of ctx.req) {
+      size += /** @type {Buffer} */ (chunk).length
+      if (size > BODY_LIMIT) ctx.throw(413, 'Request body is too large')
+      chunks.push(/** @type {Buffer} */ (chunk))
+    }
+    const request = /** @type {{ body?: unknown, rawBody?: string }} */ (ctx.request)
+    request.rawBody = Buffer.concat(chunks).toString('utf8')
     try {
-      request.body = JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null')
+      request.body = JSON.parse(request.rawBody || 'null')
     } catch {
       ctx.throw(400, 'Invalid JSON body')
     }
@@ -169,6 +188,15 @@ router.get('/debug/stats', (ctx) => {
   ctx.body = stats
 })
 
+// Unknown methods on a route: 405 problem+json with Allow (the router alone answers 501 plain text to methods no
+// route uses, and 405 without a body to the others).
+app.use(async (ctx, next) => {
+  await next()
+  const allow = ctx.response.get('Allow')
+  if ((ctx.status !== 405 && ctx.status !== 501) || allow === '') return
+  ctx.remove('Allow') // the problem's own Allow replaces the router's
+  throw new MethodNotAllowedError(allow.split(/\s*,\s*/))
+})
 app.use(router.routes()).use(router.allowedMethods())
 
 const server = app.listen(port, '127.0.0.1', () => {

@@ -33,8 +33,21 @@ export const ErrorCode = {
   IdempotencyInProgress: 'BW_IDEMPOTENCY_IN_PROGRESS',
   /** The Idempotency-Key was already used with a different request payload (HTTP 422). */
   IdempotencyMismatch: 'BW_IDEMPOTENCY_MISMATCH',
+  /** The body of an idempotent request is nested deeper or larger than its fingerprint allows (HTTP 413). */
+  IdempotencyPayloadTooComplex: 'BW_IDEMPOTENCY_PAYLOAD_TOO_COMPLEX',
   /** The service is overloaded and shed the request: concurrency limit, queue or pressure (HTTP 503). */
   Overloaded: 'BW_OVERLOADED',
+  /**
+   * The request could not be read as sent: malformed JSON, a bad Content-Length or encoding, an empty body
+   * declared as JSON (HTTP 400, or the framework's other 4xx). From the body parser, answered by `errorHandler`.
+   */
+  BadRequest: 'BW_BAD_REQUEST',
+  /** The request body is larger than the body parser's limit (HTTP 413). Answered by `errorHandler`. */
+  PayloadTooLarge: 'BW_PAYLOAD_TOO_LARGE',
+  /** The request body's Content-Type or Content-Encoding is not one the route parses (HTTP 415). */
+  UnsupportedMediaType: 'BW_UNSUPPORTED_MEDIA_TYPE',
+  /** The route exists but not for this method (HTTP 405, with `Allow`). */
+  MethodNotAllowed: 'BW_METHOD_NOT_ALLOWED',
 } as const
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
@@ -50,13 +63,24 @@ export class BreakwaterError extends Error {
   readonly code: ErrorCode
   /** HTTP status for errors that map to a response, else undefined. */
   readonly status: number | undefined
+  /**
+   * When a client may retry, in whole seconds (≥ 1): sent as `Retry-After` by the adapters' `errorHandler`
+   * (through {@link problemFor}). Undefined when there is nothing useful to say.
+   */
+  readonly retryAfterSeconds: number | undefined
   readonly [BRAND] = true
 
-  constructor(code: ErrorCode, message: string, options?: { status?: number; cause?: unknown }) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options?: { status?: number; cause?: unknown; retryAfterSeconds?: number },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause })
     this.name = 'BreakwaterError'
     this.code = code
     this.status = options?.status
+    const retryAfter = options?.retryAfterSeconds
+    this.retryAfterSeconds = Number.isFinite(retryAfter) ? Math.max(1, Math.ceil(retryAfter as number)) : undefined
   }
 }
 
@@ -95,6 +119,25 @@ export function isStoreError(value: unknown): value is StoreError {
   return (
     isBreakwaterError(value) && (value.code === ErrorCode.StoreUnavailable || value.code === ErrorCode.StoreTimeout)
   )
+}
+
+/**
+ * The route exists but does not serve this method. The adapters' `errorHandler` answers it 405 problem+json
+ * (`BW_METHOD_NOT_ALLOWED`) with `Allow`; `headers` carries `Allow` too, as http-errors do, for other handlers.
+ *
+ * @example
+ * app.all('/orders', (req, res, next) => next(new MethodNotAllowedError(['POST'])))
+ */
+export class MethodNotAllowedError extends BreakwaterError {
+  /** The methods the route serves. */
+  readonly allow: readonly string[]
+  readonly headers: Readonly<Record<string, string>>
+  constructor(allow: readonly string[]) {
+    super(ErrorCode.MethodNotAllowed, `This route serves ${allow.join(', ')} only.`, { status: 405 })
+    this.name = 'MethodNotAllowedError'
+    this.allow = allow
+    this.headers = { Allow: allow.join(', ') }
+  }
 }
 
 /** Why a request's signal was aborted: its deadline, the client going away, or process shutdown. */

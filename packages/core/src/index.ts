@@ -19,6 +19,7 @@ export {
   isInvalidOptionError,
   isRequestAbortedError,
   isStoreError,
+  MethodNotAllowedError,
   RequestAbortedError,
   StoreError,
 } from './errors.js'
@@ -106,7 +107,7 @@ export {
   type QueueOptions,
 } from './load-shedding/load-shedder.js'
 export type { PressureOptions, PressureReadings, PressureSignal } from './load-shedding/pressure.js'
-export { PROBLEM_CONTENT_TYPE, type ProblemDetails, ProblemType } from './problem.js'
+export { PROBLEM_CONTENT_TYPE, type ProblemDetails, ProblemType, problemFor } from './problem.js'
 export { type Evaluation, evaluate } from './rate-limit/algorithms.js'
 export { boundKey, hashKey, ipKey, MAX_KEY_LENGTH } from './rate-limit/client-key.js'
 export { HEADER_FORMATS, type HeaderFormat } from './rate-limit/headers.js'
@@ -130,6 +131,7 @@ export {
   type ShutdownResult,
 } from './shutdown/graceful-shutdown.js'
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory-store.js'
+export { errorResponse } from './timeout/error-response.js'
 export { guardLateWrites } from './timeout/late-writes.js'
 export {
   DEFAULT_DEADLINE_HEADER,

@@ -1,6 +1,7 @@
 // Express middleware for the core idempotency policy: ask the policy once the body is parsed, then translate
 // its decision — replay or reject, or run the handler while capturing what it writes for the ticket.
 
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import {
   createIdempotency,
   type Idempotency,
@@ -20,7 +21,8 @@ export type IdempotencyMiddleware = RequestHandler & { readonly policy: Idempote
 type End = (chunk?: unknown, encoding?: unknown, callback?: unknown) => Response
 
 /**
- * Idempotency-Key middleware. Mount it after your body parser (the payload fingerprint reads `req.body`) and
+ * Idempotency-Key middleware. Mount it after your body parser (the payload fingerprint reads `req.body`, and the
+ * raw body when the parser was given `verify: keepRawBody`) and
  * after authentication (so `scope` can name the caller), on the routes that create or change things. Options
  * are checked here (`BW_INVALID_OPTION`). A retry with the same key gets the stored response with
  * `Idempotent-Replayed: true`; one arriving while the first still runs gets 409, a different payload 422.
@@ -36,7 +38,7 @@ export function idempotency(options: IdempotencyOptions = {}): IdempotencyMiddle
   function idempotencyMiddleware(req: Request, res: Response, next: NextFunction): void {
     let decision: MaybePromise<IdempotencyDecision>
     try {
-      decision = policy.check(requestView(req, res), req.body)
+      decision = policy.check(requestView(req, res), req.body, rawBodyOf(req))
     } catch (error) {
       next(error) // a user's `scope` or `fingerprint` function threw: Express's error handlers answer
       return
@@ -45,6 +47,25 @@ export function idempotency(options: IdempotencyOptions = {}): IdempotencyMiddle
     else apply(decision, res, next)
   }
   return Object.assign(idempotencyMiddleware, { policy })
+}
+
+/** Where {@link keepRawBody} leaves the bytes: a symbol, so no app property is shadowed. */
+const RAW_BODY = Symbol.for('breakwater.rawBody')
+
+function rawBodyOf(req: Request): Buffer | undefined {
+  return (req as { [RAW_BODY]?: Buffer })[RAW_BODY]
+}
+
+/**
+ * A `verify` function for Express's body parsers that keeps the raw body for the idempotency fingerprint, so
+ * payloads that differ only where JSON.parse loses precision (integers above 2^53, long decimals) are told
+ * apart. Costs one reference per request; the parser keeps its own limit.
+ *
+ * @example
+ * app.use(express.json({ limit: '100kb', verify: keepRawBody }))
+ */
+export function keepRawBody(req: IncomingMessage, _res: ServerResponse, body: Buffer): void {
+  ;(req as { [RAW_BODY]?: Buffer })[RAW_BODY] = body
 }
 
 function apply(decision: IdempotencyDecision, res: Response, next: NextFunction): void {

@@ -12,7 +12,7 @@ import {
   type Timeout,
   type TimeoutOptions,
 } from '@breakwater/core'
-import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express'
+import type { NextFunction, Request, RequestHandler, Response } from 'express'
 import { sendRejection } from './reply.js'
 import { requestView, stateHolder } from './request-view.js'
 
@@ -38,6 +38,9 @@ const onExpire: ExpiryHandler<Response> = (decision, res, context) => {
     res.destroy() // already streaming: end it rather than leave the client hanging on a half response
     return
   }
+  // A body still arriving (a slowloris client trickling it): close the connection with the answer, or Node keeps
+  // reading that body for as long as the client cares to send it.
+  if (res.req?.complete === false) res.setHeader('Connection', 'close')
   sendRejection(res, decision) // synchronous in Express: the 503 is written before the guard goes up
   guardLateWrites(res, context)
 }
@@ -82,7 +85,7 @@ const EXPOSED_PROPERTY: PropertyDescriptor = {
  * budget (it replaces the app's, counted from the start of the request). Options are checked here: an invalid
  * one throws `BW_INVALID_OPTION`. At the deadline `req.breakwater.signal` aborts and the client gets 503
  * problem+json (`BW_TIMEOUT`); writes the handler makes afterwards are dropped and reported once on
- * `breakwater:timeout:late-write`. Mount {@link timeoutErrorHandler} to answer a handler's
+ * `breakwater:timeout:late-write`. Mount `errorHandler()` to answer a handler's
  * `DeadlineExceededError` with 504 problem+json (without it, your error handler sees `err.status === 504`).
  *
  * @example
@@ -91,7 +94,7 @@ const EXPOSED_PROPERTY: PropertyDescriptor = {
  *   const rows = await db.query(sql, { signal: req.breakwater.signal })
  *   res.json(rows)
  * })
- * app.use(timeoutErrorHandler())
+ * app.use(errorHandler())
  */
 export function timeout(options: TimeoutOptions = {}): TimeoutMiddleware {
   const policy = createTimeout(options)
@@ -113,29 +116,4 @@ export function timeout(options: TimeoutOptions = {}): TimeoutMiddleware {
     handlerSettled(context, responseEnded(res))
   }
   return Object.assign(timeoutMiddleware, { policy })
-}
-
-/**
- * Error middleware that answers Breakwater's deadline errors: a `DeadlineExceededError` (from
- * `requireBudget()` or an expired `timeoutSignal()`) with 504 problem+json (`BW_DEADLINE_EXCEEDED`), and a
- * handler that rethrew its own request's abort after the 503 went out is silenced (no second answer, no socket
- * torn down by Express's final handler). Other errors go to the next error handler. Mount it after your routes.
- *
- * @example
- * app.use(timeoutErrorHandler())
- * app.use((err, req, res, next) => res.status(err.status ?? 500).json({ error: err.message }))
- */
-export function timeoutErrorHandler(): ErrorRequestHandler {
-  const policy = createTimeout()
-  return function breakwaterTimeoutErrors(error: unknown, req: Request, res: Response, next: NextFunction): void {
-    const context = req.breakwater
-    if (context !== undefined && res.headersSent && context.abortReason !== undefined) return // answered already
-    const decision = policy.decisionFor(error, context)
-    if (decision === undefined || decision.status !== 504) {
-      next(error)
-      return
-    }
-    if (res.headersSent) return
-    sendRejection(res, decision)
-  }
 }

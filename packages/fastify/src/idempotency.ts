@@ -1,6 +1,7 @@
 // Fastify plugin for the core idempotency policy: one policy per route config, created once in `onRoute`; the
 // decision runs in `preHandler` (the body is parsed by then) and the response is handed to the ticket in `onSend`.
 
+import { Transform } from 'node:stream'
 import {
   createIdempotency,
   type Idempotency,
@@ -18,6 +19,7 @@ import type {
   onErrorHookHandler,
   onSendHookHandler,
   preHandlerHookHandler,
+  preParsingHookHandler,
 } from 'fastify'
 import fp from 'fastify-plugin'
 import { sendRejection, setHeader } from './reply.js'
@@ -40,6 +42,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** @internal The response capture of a request that claimed its Idempotency-Key; `null` otherwise. */
     breakwaterIdempotency: IdempotencyTicket | null
+    /** @internal The raw body of a request on an idempotent route, for a lossless fingerprint; `null` otherwise. */
+    breakwaterRawBody: Buffer | null
   }
 }
 
@@ -51,6 +55,7 @@ const plugin: FastifyPluginCallback<FastifyIdempotencyOptions> = (fastify, optio
   const globalHook = global ? hookFor(createIdempotency(base)) : undefined
   // Declared up front so every request object keeps one shape.
   if (!fastify.hasRequestDecorator('breakwaterIdempotency')) fastify.decorateRequest('breakwaterIdempotency', null)
+  if (!fastify.hasRequestDecorator('breakwaterRawBody')) fastify.decorateRequest('breakwaterRawBody', null)
   const routes = new Map<RouteIdempotencyConfig, Hook>()
   fastify.addHook('onRoute', (route) => {
     const config = route.config?.idempotency
@@ -60,8 +65,13 @@ const plugin: FastifyPluginCallback<FastifyIdempotencyOptions> = (fastify, optio
       hook = routes.get(config) ?? hookFor(createIdempotency({ ...base, ...config }))
       routes.set(config, hook)
     }
-    if (![route.method].flat().some((method) => hook.policy.covers(method))) return
+    const methods = [route.method].flat().filter((method) => hook.policy.covers(method))
+    if (methods.length === 0) return
     // Last: after authentication and other preHandlers (a `scope` function may read what they set).
+    // GET and HEAD requests carry no body to keep: their routes (Fastify parses none for them) skip the hook.
+    if (methods.some((method) => method !== 'GET' && method !== 'HEAD')) {
+      route.preParsing = [...listOf(route.preParsing), keepRawBody]
+    }
     route.preHandler = [...listOf(route.preHandler), hook]
     route.onSend = [captureResponse, ...listOf(route.onSend)]
     route.onError = [releaseOnError, ...listOf(route.onError)]
@@ -77,7 +87,7 @@ function hookFor(policy: Idempotency): Hook {
   const breakwaterIdempotency: preHandlerHookHandler = (request, reply, done) => {
     let decision: MaybePromise<IdempotencyDecision>
     try {
-      decision = policy.check(requestView(request, reply), request.body)
+      decision = policy.check(requestView(request, reply), request.body, request.breakwaterRawBody ?? undefined)
     } catch (error) {
       return done(error as Error) // a user's `scope` or `fingerprint` function threw: the error handler answers
     }
@@ -108,6 +118,35 @@ function apply(
     request.breakwaterIdempotency = decision.ticket
     done()
   }
+}
+
+/**
+ * Keep a copy of the body's bytes as Fastify reads them, so the fingerprint sees the numbers as sent (the parsed
+ * body has lost what JSON.parse cannot represent). Only requests with a body pay for it; Fastify's `bodyLimit`
+ * still bounds what is read, and the copy stops growing past it.
+ */
+const keepRawBody: preParsingHookHandler = function breakwaterIdempotencyRawBody(request, _reply, payload, done) {
+  const headers = request.headers
+  if (headers['content-length'] === undefined && headers['transfer-encoding'] === undefined) {
+    return done(null, payload)
+  }
+  const limit = request.routeOptions.bodyLimit
+  const chunks: Buffer[] = []
+  let size = 0
+  const tap = new Transform({
+    transform(chunk: Buffer, _encoding, next) {
+      size += chunk.length
+      if (size <= limit) chunks.push(chunk)
+      next(null, chunk)
+    },
+    flush(next) {
+      if (size <= limit) request.breakwaterRawBody = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)
+      next()
+    },
+  })
+  payload.on('error', (error) => tap.destroy(error))
+  payload.pipe(tap)
+  done(null, tap)
 }
 
 /** The serialized payload is final here: store it (the reply waits for the record) or release the key. */

@@ -2,6 +2,7 @@
 // import suffices.
 
 export * from '@breakwater/core'
+export { type BreakwaterErrorHandler, errorHandler } from './error-handler.js'
 export { gracefulShutdown, health } from './health.js'
 export { type FastifyIdempotencyOptions, idempotency, type RouteIdempotencyConfig } from './idempotency.js'
 export { loadShedding, type RouteLoadSheddingConfig } from './load-shedding.js'

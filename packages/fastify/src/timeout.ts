@@ -4,6 +4,7 @@
 import {
   createTimeout,
   type ExpiryHandler,
+  errorResponse,
   guardLateWrites,
   handedOn,
   handlerSettled,
@@ -56,6 +57,9 @@ const onExpire: ExpiryHandler<FastifyReply> = (decision, reply) => {
     raw.destroy() // already streaming: end it rather than leave the client hanging on a half response
     return
   }
+  // A body still arriving (a slowloris client trickling it): close the connection with the answer, or Node keeps
+  // reading that body for as long as the client cares to send it.
+  if (reply.request.raw.complete === false) reply.header('connection', 'close')
   sendRejection(reply, decision)
   // onSend hooks may delay the write: guard raw writes only once the 503 is out.
   if (raw.writableEnded) guardLateWrites(raw)
@@ -111,9 +115,10 @@ function hooksFor(policy: Timeout): Hooks {
       // asynchronous (body parsing, async hooks) and might fail before it: no longer counting on the handler.
       handedOn(context, reply.raw.writableEnded)
     },
-    // The handler's failure is translated here rather than in an error handler, so the user's own
-    // setErrorHandler stays theirs: a DeadlineExceededError becomes 504 problem+json, and a handler rejecting
-    // after the 503 went out is silenced instead of reaching Fastify's "reply already sent" path.
+    // The handler's failure is translated here (through core's errorResponse, as errorHandler() does) so that it
+    // works without that handler and the user's own setErrorHandler stays theirs: a DeadlineExceededError
+    // becomes 504 problem+json, and a handler rejecting with its own abort after the 503 went out or the client
+    // left is silenced instead of reaching Fastify's "reply already sent" path or the error log.
     wrap(handler) {
       return function breakwaterTimeoutHandler(this: unknown, request: FastifyRequest, reply: FastifyReply) {
         const context = request.breakwater
@@ -182,12 +187,12 @@ class GuardedResult {
         return onValue(undefined) // "nothing more to send", as a handler that used reply.send() itself
       },
       (error: unknown) => {
-        const context = request.breakwater ?? undefined
-        if (reply.sent && context?.abortReason !== undefined) return onValue(undefined) // answered at the deadline
-        const decision = policy.decisionFor(error, context)
+        // Answered at the deadline, or the client left: "nothing more to send" (Fastify sends nothing then).
+        const answer = errorResponse(error, request.breakwater ?? undefined, reply.sent, policy, false)
+        if (answer === 'answered') return onValue(undefined)
         try {
-          if (decision === undefined || decision.status !== 504 || reply.sent) return onError(error)
-          sendRejection(reply, decision)
+          if (answer === undefined || reply.sent) return onError(error)
+          sendRejection(reply, answer)
           return onValue(undefined)
         } finally {
           settle(request, reply)

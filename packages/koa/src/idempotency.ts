@@ -31,7 +31,14 @@ export function idempotency(options: IdempotencyOptions = {}): IdempotencyMiddle
   const policy = createIdempotency(options)
   function idempotencyMiddleware(ctx: Context, next: Next): Promise<unknown> | undefined {
     // A throw here (a user's `scope` or `fingerprint` function) reaches Koa's error handling through koa-compose.
-    const decision = policy.check(requestView(ctx), (ctx.request as { body?: unknown }).body)
+    // `rawBody` (kept by koa-bodyparser and @koa/bodyparser) makes the fingerprint lossless.
+    const request = ctx.request as { body?: unknown; rawBody?: unknown }
+    const raw = request.rawBody
+    const decision = policy.check(
+      requestView(ctx),
+      request.body,
+      typeof raw === 'string' || raw instanceof Uint8Array ? raw : undefined,
+    )
     if (isPromiseLike(decision)) return decision.then((settled) => apply(settled, ctx, next))
     return apply(decision, ctx, next)
   }

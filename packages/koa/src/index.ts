@@ -2,6 +2,7 @@
 // suffices.
 
 export * from '@breakwater/core'
+export { errorHandler } from './error-handler.js'
 export { gracefulShutdown, type HealthMiddleware, health } from './health.js'
 export { type IdempotencyMiddleware, idempotency } from './idempotency.js'
 export { type LoadSheddingMiddleware, loadShedding } from './load-shedding.js'

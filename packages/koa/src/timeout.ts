@@ -4,6 +4,7 @@
 import {
   createTimeout,
   type ExpiryHandler,
+  errorResponse,
   guardLateWrites,
   handlerSettled,
   type RequestContext,
@@ -39,6 +40,9 @@ const onExpire: ExpiryHandler<Context> = (decision, ctx, context) => {
     res.destroy() // already streaming: end it rather than leave the client hanging on a half response
     return
   }
+  // A body still arriving (a slowloris client trickling it): close the connection with the answer, or Node keeps
+  // reading that body for as long as the client cares to send it.
+  if (ctx.req.complete === false) ctx.set('Connection', 'close')
   sendRejection(ctx, decision)
   ctx.respond = false
   const body = ctx.body as string
@@ -105,9 +109,14 @@ export function timeout(options: TimeoutOptions = {}): TimeoutMiddleware {
   return Object.assign(timeoutMiddleware, { policy })
 }
 
+/**
+ * A failure of the chain, through core's errorResponse as `errorHandler()` does: answered at the deadline or the
+ * client left (the handler's own abort) is silenced — Koa would log its stack otherwise —, a DeadlineExceededError
+ * becomes 504 problem+json, anything else goes on up the chain.
+ */
 function onFailure(error: unknown, ctx: Context, context: RequestContext, policy: Timeout): void {
-  if (context.abortReason !== undefined && ctx.res.headersSent) return // answered at the deadline already
-  const decision = policy.decisionFor(error, context)
-  if (decision === undefined || decision.status !== 504 || ctx.headerSent) throw error
-  sendRejection(ctx, decision)
+  const answer = errorResponse(error, context, ctx.res.headersSent, policy, false)
+  if (answer === 'answered') return
+  if (answer === undefined || ctx.headerSent) throw error
+  sendRejection(ctx, answer)
 }

@@ -10,9 +10,18 @@ export interface IdempotencyDecisionEvent {
   /**
    * `executed`: the key was claimed and the handler runs. `replayed`: a stored response was sent again.
    * `conflict`: the key is in progress elsewhere (409). `mismatch`: same key, different payload (422).
-   * `missing_key` / `invalid_key`: 400. `store_error`: the store failed (503, or passed through with `fail-open`).
+   * `missing_key` / `invalid_key`: 400. `payload_too_complex`: the body is deeper or larger than the fingerprint's
+   * bounds (413). `store_error`: the store failed (503, or passed through with `fail-open`).
    */
-  outcome: 'executed' | 'replayed' | 'conflict' | 'mismatch' | 'missing_key' | 'invalid_key' | 'store_error'
+  outcome:
+    | 'executed'
+    | 'replayed'
+    | 'conflict'
+    | 'mismatch'
+    | 'missing_key'
+    | 'invalid_key'
+    | 'payload_too_complex'
+    | 'store_error'
   /** Short digest of the scoped record key — never the Idempotency-Key itself. Empty when there is no key. */
   keyHash: string
   /** Seconds spent deciding (store calls and any bounded wait). */

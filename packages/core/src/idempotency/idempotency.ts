@@ -15,7 +15,7 @@ import { PROBLEM_CONTENT_TYPE, type ProblemDetails } from '../problem.js'
 import type { HeaderList, RequestView } from '../request-view.js'
 import { StoreGuard } from '../stores/store-guard.js'
 import type { IdempotencyDecisionEvent, IdempotencySettledEvent } from './events.js'
-import { type Fingerprinter, type FingerprintOptions, fingerprinter } from './fingerprint.js'
+import { type Fingerprinter, type FingerprintOptions, fingerprinter, OVER_LIMIT } from './fingerprint.js'
 import { parseIdempotencyKey } from './key-header.js'
 import { MemoryIdempotencyStore } from './memory-idempotency-store.js'
 import { type CompletionOutcome, type PendingCompletion, PendingCompletions } from './pending-completions.js'
@@ -39,8 +39,9 @@ export interface IdempotencyOptions {
   scope?: (request: RequestView) => MaybePromise<string | undefined>
   /**
    * How the request payload is fingerprinted (same key + different payload = 422). Default: a SHA-256 of the
-   * body, parsed JSON in canonical form (sorted keys). Options pick `include`d / `exclude`d top-level fields; a
-   * function computes the fingerprint itself; `false` disables the check.
+   * body, JSON in canonical form (sorted keys, numbers as written when the raw body is at hand), bounded to 64
+   * levels and 1 MiB (past that: 413 `BW_IDEMPOTENCY_PAYLOAD_TOO_COMPLEX`). Options pick `include`d /
+   * `exclude`d top-level fields and the bounds; a function computes the fingerprint itself; `false` disables it.
    */
   fingerprint?: FingerprintOptions | Fingerprinter | false
   /** Default `new MemoryIdempotencyStore()` (per process). Use `RedisIdempotencyStore` across processes. */
@@ -128,10 +129,11 @@ export interface Idempotency {
   /** True when requests with this method are covered (adapters skip hooks on routes no request can match). */
   covers(method: string): boolean
   /**
-   * Decide one request given its parsed body (or raw bytes): `continue` (not covered, or no key),
-   * `execute` (run the handler, report to the ticket), `replay` (send the stored response) or `reject`.
+   * Decide one request given its parsed body and, when the adapter has it, its raw body (fingerprinted
+   * losslessly then): `continue` (not covered, or no key), `execute` (run the handler, report to the ticket),
+   * `replay` (send the stored response) or `reject`.
    */
-  check(request: RequestView, body: unknown): MaybePromise<IdempotencyDecision>
+  check(request: RequestView, body: unknown, rawBody?: string | Uint8Array): MaybePromise<IdempotencyDecision>
   /** The store's record for `key` (an Idempotency-Key) as seen by `request`'s scope, method and route. */
   lookup(request: RequestView, key: string): Promise<IdempotencyRecord | undefined>
 }
@@ -427,6 +429,7 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
   const claim = (
     request: RequestView,
     body: unknown,
+    rawBody: string | Uint8Array | undefined,
     key: string,
     scopeValue: unknown,
   ): MaybePromise<IdempotencyDecision> => {
@@ -434,7 +437,11 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
       throw new InvalidOptionError('scope()', scopeValue, 'a string or undefined')
     }
     const recordKey = recordKeyOf(scopeValue ?? '', request.method, request.path, key)
-    const print = fingerprint(request, body)
+    const print = fingerprint(request, body, rawBody)
+    if (print === OVER_LIMIT) {
+      decided(request, 'payload_too_complex', recordKey, 0)
+      return TOO_COMPLEX
+    }
     const started = guard === undefined ? 0 : monotonicNow()
     // This process executed the key and its record is still being written: answer from here, whatever the
     // store says meanwhile (it may be down, or may not have the record yet).
@@ -585,7 +592,7 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
   return {
     id,
     covers: (method) => methods.has(method.toUpperCase()),
-    check(request, body) {
+    check(request, body, rawBody) {
       if (!methods.has(request.method)) return CONTINUE
       const key = keyOf(request)
       if (key === undefined) {
@@ -597,10 +604,10 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
         decided(request, 'invalid_key', '', 0)
         return INVALID
       }
-      if (scope === undefined) return claim(request, body, key, undefined)
+      if (scope === undefined) return claim(request, body, rawBody, key, undefined)
       const scopeValue = scope(request)
-      if (isPromiseLike(scopeValue)) return scopeValue.then((s) => claim(request, body, key, s))
-      return claim(request, body, key, scopeValue)
+      if (isPromiseLike(scopeValue)) return scopeValue.then((s) => claim(request, body, rawBody, key, s))
+      return claim(request, body, rawBody, key, scopeValue)
     },
     async lookup(request, key) {
       const scopeValue = scope === undefined ? undefined : await scope(request)
@@ -680,6 +687,12 @@ const MISMATCH = problem(
   'Unprocessable Content',
   ErrorCode.IdempotencyMismatch,
   'This Idempotency-Key was already used with a different request payload.',
+)
+const TOO_COMPLEX = problem(
+  413,
+  'Content Too Large',
+  ErrorCode.IdempotencyPayloadTooComplex,
+  'The request body is nested too deeply or too large to fingerprint for idempotency.',
 )
 const STORE_UNAVAILABLE = problem(
   503,
