@@ -3,6 +3,7 @@
 
 import { IncomingMessage } from 'node:http'
 import {
+  clearResponseHeaders,
   createTimeout,
   type ExpiryHandler,
   guardLateWrites,
@@ -38,6 +39,7 @@ const onExpire: ExpiryHandler<Response> = (decision, res, context) => {
     res.destroy() // already streaming: end it rather than leave the client hanging on a half response
     return
   }
+  clearResponseHeaders(res) // the handler's (a held 201's ETag, Location) describe a response that never goes out
   sendRejection(res, decision) // synchronous in Express: the 503 is written before the guard goes up
   guardLateWrites(res, context)
 }

@@ -2,6 +2,7 @@
 // deadline is armed in the route's first `onRequest` hook and the lifecycle exposed as `request.breakwater`.
 
 import {
+  clearResponseHeaders,
   createTimeout,
   type ExpiryHandler,
   guardLateWrites,
@@ -56,6 +57,10 @@ const onExpire: ExpiryHandler<FastifyReply> = (decision, reply) => {
     raw.destroy() // already streaming: end it rather than leave the client hanging on a half response
     return
   }
+  // The handler's headers (ETag, Location) describe a response that never goes out: Fastify keeps its own until
+  // the reply is sent, Node's are on the raw response.
+  for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name)
+  clearResponseHeaders(raw)
   sendRejection(reply, decision)
   // onSend hooks may delay the write: guard raw writes only once the 503 is out.
   if (raw.writableEnded) guardLateWrites(raw)

@@ -2,6 +2,7 @@
 // `ctx.breakwater`, answer 503 at the deadline while the handler may still be running, and keep late writes harmless.
 
 import {
+  clearResponseHeaders,
   createTimeout,
   type ExpiryHandler,
   guardLateWrites,
@@ -39,6 +40,7 @@ const onExpire: ExpiryHandler<Context> = (decision, ctx, context) => {
     res.destroy() // already streaming: end it rather than leave the client hanging on a half response
     return
   }
+  clearResponseHeaders(res) // the handler's (ETag, Location) describe a response that never goes out
   sendRejection(ctx, decision)
   ctx.respond = false
   const body = ctx.body as string

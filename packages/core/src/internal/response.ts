@@ -52,3 +52,16 @@ export function onResponseClose(res: ServerResponse, listener: (this: ServerResp
   if (res instanceof OutgoingMessage) addListener.call(res, 'close', listener)
   else (res as Pick<ServerResponse, 'on'>).on('close', listener)
 }
+
+/**
+ * Remove every header set on `res` so far. A problem answered in place of the handler's response (at the
+ * deadline, on shutdown) carries only its own headers: the ETag, Location or cookies a handler had set for its
+ * 201 describe a response that never goes out, and an ETag stale on a 503 can even be revalidated as fresh.
+ *
+ * @example
+ * clearResponseHeaders(res)
+ * sendRejection(res, decision)
+ */
+export function clearResponseHeaders(res: ServerResponse): void {
+  for (const name of res.getHeaderNames()) res.removeHeader(name)
+}
