@@ -1,7 +1,8 @@
 // Exactly one well-formed HTTP response when a deadline or a shutdown hits a request, whatever policies guard its
 // route: timeout × idempotency × load shedding × rate limit, on the memory store and on Redis, with a handler that
 // writes late (signal ignored) and one that fails with its abort (signal honoured), on Express, Fastify and Koa.
-// Every byte the server sends is read from a raw socket and must be one 503 problem+json, nothing before or after.
+// Every byte the server sends is read from a raw socket and must be one 503 problem+json, nothing before or after,
+// carrying none of the headers the handler had set for its own response (a stale ETag or Location on a 503).
 
 import { randomUUID } from 'node:crypto'
 import { triggerShutdown } from '@breakwater/core'
@@ -9,7 +10,7 @@ import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { testRedisUrl } from '../support/redis-server.js'
 import { FRAMEWORKS, type Framework } from './apps.js'
-import { COMBINATIONS, type MatrixApp, startMatrixApp } from './policy-matrix-apps.js'
+import { COMBINATIONS, HANDLER_HEADERS, type MatrixApp, startMatrixApp } from './policy-matrix-apps.js'
 import { exchange, parseOneResponse } from './raw-exchange.js'
 import { STORES, type StoreKind, until } from './support.js'
 
@@ -86,14 +87,19 @@ function send({ target, combination, mode }: Case, holdMs: number, listenUntil: 
   })
 }
 
-/** What is wrong with `bytes` as one 503 problem+json with `code`, or `undefined` when that is what they are. */
+/**
+ * What is wrong with `bytes` as one 503 problem+json with `code` and only its own headers, or `undefined` when
+ * that is what they are.
+ */
 function problemOf(item: Case, bytes: Buffer, code: string): string | undefined {
   try {
     const parsed = parseOneResponse(bytes)
     const type = parsed.headers['content-type'] ?? ''
     const body = /^application\/problem\+json/.test(type) ? (JSON.parse(parsed.body) as { code?: string }) : {}
-    if (parsed.status === 503 && body.code === code) return undefined
-    return `${nameOf(item)}: ${parsed.status} ${type} ${parsed.body.slice(0, 120)}`
+    const leaked = HANDLER_HEADERS.filter(([name, value]) => parsed.headers[name.toLowerCase()] === value)
+    if (parsed.status === 503 && body.code === code && leaked.length === 0) return undefined
+    const extra = leaked.length === 0 ? '' : ` with the handler's ${leaked.map(([name]) => name).join(', ')}`
+    return `${nameOf(item)}: ${parsed.status} ${type}${extra} ${parsed.body.slice(0, 120)}`
   } catch (error) {
     return `${nameOf(item)}: ${(error as Error).message}`
   }
@@ -106,7 +112,7 @@ function expectOneProblemEach(cases: Case[], received: Buffer[], code: string): 
 }
 
 describe('exactly one well-formed response at the deadline', () => {
-  it('every framework, policy combination, store and handler kind → one 503 BW_TIMEOUT', async () => {
+  it('every framework, policy combination, store and handler kind → one 503 BW_TIMEOUT with only its own headers', async () => {
     const cases = casesOf(deadlineApps)
     const listenUntil = Date.now() + DEADLINE_HOLD_MS + QUIET_MS
     const received = await Promise.all(cases.map((item) => send(item, DEADLINE_HOLD_MS, listenUntil)))
@@ -116,7 +122,7 @@ describe('exactly one well-formed response at the deadline', () => {
 
 describe('exactly one well-formed response on shutdown', () => {
   // Shutdown is one-way for the process (this test file's): one trigger, every case of every framework in flight.
-  it('every framework, policy combination, store and handler kind in flight → one 503 BW_SHUTDOWN', async () => {
+  it('every framework, policy combination, store and handler kind in flight → one 503 BW_SHUTDOWN with only its own headers', async () => {
     const cases = casesOf(shutdownApps)
     const listenUntil = Date.now() + SHUTDOWN_HOLD_MS + QUIET_MS
     const pending = Promise.all(cases.map((item) => send(item, SHUTDOWN_HOLD_MS, listenUntil)))

@@ -1,7 +1,8 @@
 // One app per framework and store for the one-response matrix: a timeout on every route, and one route per
 // combination of idempotency × load shedding × rate limit (`/m/<i><s><r>`, each digit 0 or 1), mounted in each
-// framework's own idiom. The handler holds for `holdMs`, then either writes its 201 late (`mode=late`, the
-// signal ignored) or fails with its request's abort (`mode=abort`, the signal honoured).
+// framework's own idiom. The handler first sets response headers of its own (HANDLER_HEADERS, as a handler
+// preparing its 201 would), holds for `holdMs`, then either writes its 201 late (`mode=late`, the signal ignored)
+// or fails with its request's abort (`mode=abort`, the signal honoured).
 
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -88,9 +89,22 @@ function policiesFor(options: MatrixOptions): Policies {
 
 const on = (combination: string, at: number): boolean => combination[at] === '1'
 
-/** The handler's work, framework-free. */
-async function handle(context: RequestContext | undefined, url: string, count: () => void): Promise<{ id: string }> {
+/** Headers each handler sets before it holds: they describe its 201, never a problem answered in its place. */
+export const HANDLER_HEADERS: ReadonlyArray<readonly [string, string]> = [
+  ['ETag', '"order-etag"'],
+  ['Location', '/orders/held'],
+  ['X-Order-Id', 'held'],
+]
+
+/** The handler's work, framework-free; `setHeader` sets a response header in the framework's idiom. */
+async function handle(
+  context: RequestContext | undefined,
+  url: string,
+  count: () => void,
+  setHeader: (name: string, value: string) => void,
+): Promise<{ id: string }> {
   count()
+  for (const [name, value] of HANDLER_HEADERS) setHeader(name, value)
   const query = new URL(url, 'http://x').searchParams
   const holdMs = Number(query.get('holdMs') ?? 0)
   if (query.get('mode') === 'abort') await sleep(holdMs, undefined, { signal: context?.signal })
@@ -125,7 +139,8 @@ const builders: Record<Framework, (options: MatrixOptions, policies: Policies, c
         if (on(combination, 0)) chain.push(idempotent)
         app.post(`/m/${combination}`, ...chain, async (req, res, next) => {
           try {
-            res.status(201).json(await handle(req.breakwater, req.url, count))
+            const body = await handle(req.breakwater, req.url, count, (name, value) => res.set(name, value))
+            res.status(201).json(body)
           } catch (error) {
             next(error)
           }
@@ -153,7 +168,7 @@ const builders: Record<Framework, (options: MatrixOptions, policies: Policies, c
         } as const
         app.post(`/m/${combination}`, { config }, async (request, reply) => {
           reply.code(201)
-          return handle(request.breakwater ?? undefined, request.url, count)
+          return handle(request.breakwater ?? undefined, request.url, count, (name, value) => reply.header(name, value))
         })
       }
       await app.listen({ host: '127.0.0.1', port: 0 })
@@ -177,7 +192,7 @@ const builders: Record<Framework, (options: MatrixOptions, policies: Policies, c
         chain.push(jsonBody())
         if (on(combination, 0)) chain.push(idempotent)
         router.post(`/m/${combination}`, ...chain, async (ctx) => {
-          const body = await handle(ctx.breakwater, ctx.url, count)
+          const body = await handle(ctx.breakwater, ctx.url, count, (name, value) => ctx.set(name, value))
           ctx.status = 201
           ctx.body = body
         })

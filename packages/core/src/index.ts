@@ -80,7 +80,7 @@ export type {
   StoredResponse,
 } from './idempotency/types.js'
 export type { Clock } from './internal/clock.js'
-export { responseEnded } from './internal/response.js'
+export { prepareRejection, responseEnded } from './internal/response.js'
 export type { Duration } from './internal/validate.js'
 export type { WarningLogger } from './internal/warn.js'
 export type {

@@ -7,6 +7,7 @@ import {
   type ExpiryHandler,
   guardLateWrites,
   handlerSettled,
+  prepareRejection,
   type RequestContext,
   responseEnded,
   type Timeout,
@@ -38,9 +39,7 @@ const onExpire: ExpiryHandler<Response> = (decision, res, context) => {
     res.destroy() // already streaming: end it rather than leave the client hanging on a half response
     return
   }
-  // A body still arriving (a slowloris client trickling it): close the connection with the answer, or Node keeps
-  // reading that body for as long as the client cares to send it.
-  if (res.req?.complete === false) res.setHeader('Connection', 'close')
+  prepareRejection(res) // drops the handler's headers (a held 201's ETag, Location); closes a half-read body
   sendRejection(res, decision) // synchronous in Express: the 503 is written before the guard goes up
   guardLateWrites(res, context)
 }

@@ -10,6 +10,7 @@ import {
   handlerSettled,
   handlerStarted,
   isPromiseLike,
+  prepareRejection,
   type RequestContext,
   reportLateWrite,
   type Timeout,
@@ -57,9 +58,9 @@ const onExpire: ExpiryHandler<FastifyReply> = (decision, reply) => {
     raw.destroy() // already streaming: end it rather than leave the client hanging on a half response
     return
   }
-  // A body still arriving (a slowloris client trickling it): close the connection with the answer, or Node keeps
-  // reading that body for as long as the client cares to send it.
-  if (reply.request.raw.complete === false) reply.header('connection', 'close')
+  // Drops the handler's headers (ETag, Location) from Fastify's own store and the raw response; closes a
+  // half-read body.
+  prepareRejection(raw, reply)
   sendRejection(reply, decision)
   // onSend hooks may delay the write: guard raw writes only once the 503 is out.
   if (raw.writableEnded) guardLateWrites(raw)

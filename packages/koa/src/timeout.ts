@@ -7,6 +7,7 @@ import {
   errorResponse,
   guardLateWrites,
   handlerSettled,
+  prepareRejection,
   type RequestContext,
   reportLateWrite,
   type Timeout,
@@ -40,9 +41,7 @@ const onExpire: ExpiryHandler<Context> = (decision, ctx, context) => {
     res.destroy() // already streaming: end it rather than leave the client hanging on a half response
     return
   }
-  // A body still arriving (a slowloris client trickling it): close the connection with the answer, or Node keeps
-  // reading that body for as long as the client cares to send it.
-  if (ctx.req.complete === false) ctx.set('Connection', 'close')
+  prepareRejection(res) // drops the handler's headers (ETag, Location); closes a half-read body
   sendRejection(ctx, decision)
   ctx.respond = false
   const body = ctx.body as string

@@ -5,6 +5,7 @@
 
 import { monotonicNow } from '../internal/clock.js'
 import type { RequestView } from '../request-view.js'
+import { type BackgroundWrites, holdingWrites, writesDone } from '../shutdown/background-writes.js'
 import type { StoredResponse } from './types.js'
 
 /** First retry delay; each failed round doubles it up to the cap given to {@link PendingCompletions}. */
@@ -47,8 +48,9 @@ export type CompletionAttempt = (entry: PendingCompletion) => Promise<'stored' |
 /**
  * The results of one policy still to be written. One `unref()`'d timer for all of them; each round tries them
  * in order and stops at the first failure (the store is still away), then waits twice as long, up to the cap.
+ * While it holds any, graceful shutdown flushes them before exit (see {@link PendingCompletions.flush}).
  */
-export class PendingCompletions {
+export class PendingCompletions implements BackgroundWrites {
   readonly #entries = new Map<string, PendingCompletion>()
   readonly #attempt: CompletionAttempt
   readonly #done: (entry: PendingCompletion, outcome: CompletionOutcome) => void
@@ -57,6 +59,10 @@ export class PendingCompletions {
   #failures = 0
   #timer: ReturnType<typeof setTimeout> | undefined
   #running = false
+  /** Shutdown is flushing: rounds follow each other at the first delay, not backing off. */
+  #flushing = false
+  /** Resolves the flush in progress once nothing is left. */
+  #drained: (() => void) | undefined
 
   constructor(
     attempt: CompletionAttempt,
@@ -97,10 +103,48 @@ export class PendingCompletions {
     )
   }
 
+  /**
+   * Shutdown: try every held result now and keep retrying (each attempt still bounded by the store timeout)
+   * until all are written or `signal` aborts; then give up the rest, reported `store_error` — their keys are no
+   * longer protected once this process is gone. Resolves with how many were given up, at once on abort.
+   */
+  flush(signal: AbortSignal): Promise<number> {
+    if (this.#entries.size === 0) return Promise.resolve(0)
+    this.#flushing = true
+    return new Promise<number>((resolve) => {
+      const giveUp = (): void => {
+        this.#drained = undefined
+        this.#cancelTimer()
+        let given = 0
+        for (const entry of [...this.#entries.values()]) {
+          this.#finish(entry, 'store_error')
+          given++
+        }
+        resolve(given)
+      }
+      if (signal.aborted) return giveUp()
+      signal.addEventListener('abort', giveUp, { once: true })
+      this.#drained = () => {
+        signal.removeEventListener('abort', giveUp)
+        resolve(0)
+      }
+      // Now, not at the backoff's next turn (which may be a second away).
+      this.#cancelTimer()
+      if (!this.#running) void this.#round()
+    })
+  }
+
+  #cancelTimer(): void {
+    if (this.#timer === undefined) return
+    clearTimeout(this.#timer)
+    this.#timer = undefined
+  }
+
   #add(entry: PendingCompletion): void {
     const previous = this.#entries.get(entry.key)
     if (previous !== undefined) this.#finish(previous, 'lost')
     this.#entries.set(entry.key, entry)
+    if (this.#entries.size === 1) holdingWrites(this)
     this.#bytes += entry.response.body.length
     // Bounded: the oldest idle result gives way (reported as a store error: its key is no longer protected).
     for (const oldest of this.#entries.values()) {
@@ -114,11 +158,18 @@ export class PendingCompletions {
     this.#entries.delete(entry.key)
     this.#bytes -= entry.response.body.length
     this.#done(entry, outcome)
+    if (this.#entries.size > 0) return
+    writesDone(this)
+    const drained = this.#drained
+    this.#drained = undefined
+    drained?.()
   }
 
   #schedule(): void {
     if (this.#timer !== undefined || this.#running || this.#entries.size === 0) return
-    const delay = Math.min(this.#maxDelayMs, FIRST_RETRY_MS * 2 ** Math.min(this.#failures, 16))
+    const delay = this.#flushing
+      ? FIRST_RETRY_MS
+      : Math.min(this.#maxDelayMs, FIRST_RETRY_MS * 2 ** Math.min(this.#failures, 16))
     const timer = setTimeout(() => {
       this.#timer = undefined
       void this.#round()

@@ -52,3 +52,30 @@ export function onResponseClose(res: ServerResponse, listener: (this: ServerResp
   if (res instanceof OutgoingMessage) addListener.call(res, 'close', listener)
   else (res as Pick<ServerResponse, 'on'>).on('close', listener)
 }
+
+/**
+ * Make `res` ready for a problem answered in place of the handler's response (at the deadline, on shutdown).
+ * Headers set so far are removed: the ETag, Location or cookies a handler had set for its 201 describe a
+ * response that never goes out, and an ETag stale on a 503 can even be revalidated as fresh. Kept: CORS
+ * (`Access-Control-*`, `Vary`), so a browser can still read the 503, and the `RateLimit` fields earlier
+ * policies set. When the request body is still arriving (a client trickling it), `Connection: close` goes with
+ * the answer, or Node keeps reading that body for as long as the client cares to send it.
+ *
+ * @param headers the framework's own header store when it is not `res` (Fastify's reply), cleared likewise
+ * @example
+ * prepareRejection(res)
+ * sendRejection(res, decision)
+ */
+export function prepareRejection(
+  res: ServerResponse,
+  headers?: { getHeaders(): Record<string, unknown>; removeHeader(name: string): unknown },
+): void {
+  for (const name of res.getHeaderNames()) if (!KEPT_ON_REJECTION.test(name)) res.removeHeader(name)
+  if (headers !== undefined) {
+    for (const name of Object.keys(headers.getHeaders())) if (!KEPT_ON_REJECTION.test(name)) headers.removeHeader(name)
+  }
+  if (res.req?.complete === false) res.setHeader('Connection', 'close')
+}
+
+/** Headers that stay on a problem answered in place of the handler's response (see {@link prepareRejection}). */
+const KEPT_ON_REJECTION = /^(?:access-control-|vary$|ratelimit)/i

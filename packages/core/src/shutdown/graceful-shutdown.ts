@@ -8,6 +8,7 @@ import { channels, publish } from '../events.js'
 import { monotonicNow } from '../internal/clock.js'
 import { type Duration, duration } from '../internal/validate.js'
 import { isShuttingDown, triggerShutdown } from '../timeout/shutdown.js'
+import { flushBackgroundWrites } from './background-writes.js'
 
 /**
  * What graceful shutdown needs of a server. `http.Server` (Express, Koa, plain Node) is adapted by
@@ -41,7 +42,9 @@ export interface GracefulShutdownOptions {
   drainDelayMs?: Duration | 0
   /**
    * The whole budget, from the signal: in-flight requests that are still running at this point have their
-   * signals aborted (`BW_SHUTDOWN`) and, a second later, their connections destroyed. Must exceed
+   * signals aborted (`BW_SHUTDOWN`) and, a second later, their connections destroyed. Idempotency results still
+   * being written in the background (the store stalled when they completed) are retried until this point too,
+   * then given up; the hooks run after that. Must exceed
    * `drainDelayMs`. Default `20_000` ms, which with the hooks fits Kubernetes' default 30 s grace period.
    */
   timeoutMs?: Duration
@@ -59,10 +62,18 @@ export interface GracefulShutdownOptions {
 
 /** What a shutdown did. */
 export interface ShutdownResult {
-  /** 0 when clean; 1 when in-flight requests had to be aborted at the timeout, or a hook failed. */
+  /**
+   * 0 when clean; 1 when in-flight requests had to be aborted at the timeout, background writes were given up,
+   * or a hook failed.
+   */
   exitCode: 0 | 1
   /** The shutdown timeout hit while requests were in flight. */
   timedOut: boolean
+  /**
+   * Background writes given up at the timeout: idempotency results a stalled store had not taken (each also
+   * reported as a `store_error` on `breakwater:idempotency:settled`). Their keys may execute again.
+   */
+  unwritten: number
   /** Names of hooks that threw or timed out. */
   failedHooks: string[]
   durationSeconds: number
@@ -176,6 +187,9 @@ export function createGracefulShutdown(
     }
     clearInterval(sweep)
     triggerShutdown() // anything subscribed with onShutdown() (workers, pollers) stops now too
+    // Idempotency results a stalled store has not taken yet get what is left of the deadline, before the hooks
+    // close the store's client: once the process is gone they are never written.
+    const unwritten = await flushBackgroundWrites(timeoutMs - (monotonicNow() - started))
 
     state = 'hooks'
     const failedHooks: string[] = []
@@ -184,13 +198,13 @@ export function createGracefulShutdown(
       if (error !== undefined) failedHooks.push(hook.name)
       phase('hook', { hook: hook.name, error })
     }
-    const exitCode = timedOut || failedHooks.length > 0 ? 1 : 0
+    const exitCode = timedOut || unwritten > 0 || failedHooks.length > 0 ? 1 : 0
     state = 'done'
     phase('exit', { exitCode })
     controller.dispose()
     if (exit === true) process.exit(exitCode)
     else if (typeof exit === 'function') exit(exitCode)
-    return { exitCode, timedOut, failedHooks, durationSeconds: elapsed() }
+    return { exitCode, timedOut, unwritten, failedHooks, durationSeconds: elapsed() }
   }
 
   const controller: GracefulShutdown = {
