@@ -27,6 +27,7 @@ export {
   type HealthCheckEvent,
   type HealthProbeEvent,
   type RateLimitDecisionEvent,
+  type RateLimitRefundEvent,
   type ShutdownPhaseEvent,
   type StoreErrorEvent,
   type TimeoutDecisionEvent,

@@ -35,6 +35,7 @@ const ALGORITHM_CODES: Record<Algorithm, string> = { gcra: 'g', 'fixed-window': 
 const COMMAND_PREFIX = `breakwaterRateLimit_${createHash('sha1').update(RATE_LIMIT_LUA).digest('hex').slice(0, 10)}_`
 const CHARGE = '1'
 const REPORT = '0'
+const REFUND = '2'
 /**
  * Most consumes coalesced into one script call. Bounds the script's run time (Redis is single-threaded) and
  * the reply size; a full batch is sent at once and the next one starts.
@@ -146,6 +147,19 @@ export class RedisStore implements RateLimitStore {
     const plan = planOf(rules)
     this.#sendWaiting(key)
     return this.#command(n)(this.#keys(key, plan), REPORT, plan.ruleArgs, cost, 1).then(toResult)
+  }
+
+  /**
+   * Give back `cost` units charged `chargedMsAgo` ms ago to every rule of `key`, in one script call on Redis's
+   * clock (the same script as consume, so the same hash tag and TIME rules). Sent at once, after any consume of
+   * `key` still waiting, so a refund never overtakes the charge it gives back.
+   */
+  refund(key: string, rules: readonly ResolvedRule[], cost: number, chargedMsAgo: number): Promise<void> {
+    const n = rules.length
+    if (n === 0 || cost <= 0) return Promise.resolve()
+    const plan = planOf(rules)
+    this.#sendWaiting(key)
+    return this.#command(n)(this.#keys(key, plan), REFUND, plan.ruleArgs, cost, Math.max(0, chargedMsAgo)).then(noop)
   }
 
   /** Delete the state of every rule of `key` (one DEL: the keys share a slot). */
