@@ -10,6 +10,7 @@ import {
   ErrorCode,
   type HeaderFormat,
   ProblemType,
+  type RateLimitDecisionEvent,
   type RateLimitRefundEvent,
   type RequestView,
 } from '@breakwater/core'
@@ -512,6 +513,35 @@ describe.each(matrix)('%s adapter with the %s store', (framework, storeKind) => 
       expect((await get(app, '/ok')).status).toBe(429)
     } finally {
       refunds.stop()
+    }
+  })
+
+  it('dryRun lets over-limit requests through and reports them as limited with dryRun: true', async () => {
+    const id = `dry-${randomUUID().slice(0, 8)}`
+    const seen: RateLimitDecisionEvent[] = []
+    const listener = (message: unknown) => {
+      if ((message as RateLimitDecisionEvent).policy === id) seen.push(message as RateLimitDecisionEvent)
+    }
+    diagnostics.subscribe('breakwater:rate-limit:decision', listener)
+    try {
+      const app = await start({
+        global: kit.with({ id, limit: 1, windowMs: '1m', dryRun: true }),
+        routes: [{ path: '/' }],
+      })
+      for (let i = 0; i < 3; i++) {
+        const res = await get(app, '/')
+        expect(res.status).toBe(200)
+        expect(res.headers.get('ratelimit')).toBeNull()
+        expect(res.headers.get('retry-after')).toBeNull()
+      }
+      expect(app.handled('GET /')).toBe(3)
+      expect(seen.map((e) => [e.outcome, e.dryRun])).toEqual([
+        ['allowed', true],
+        ['limited', true],
+        ['limited', true],
+      ])
+    } finally {
+      diagnostics.unsubscribe('breakwater:rate-limit:decision', listener)
     }
   })
 

@@ -48,6 +48,9 @@ export interface RateLimitDecisionEvent {
   keyHash: string
   /** Seconds spent in the store call (0 for skipped requests). */
   durationSeconds: number
+  /** Decided in dry run (`dryRun` / `enforcePercent`): the outcome is what the policy decided (e.g. `limited`),
+   * and the request went through. */
+  dryRun: boolean
   request: RequestView | undefined
 }
 

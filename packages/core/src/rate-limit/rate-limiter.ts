@@ -98,6 +98,20 @@ export interface RateLimitOptions extends Partial<RateLimitRule> {
    * A function that throws counts the request. Default: status ≥ 400.
    */
   requestFailed?: (request: RequestView, statusCode: number) => boolean
+  /**
+   * Decide, charge and report exactly as when enforcing — the same events, with `dryRun: true` — but let every
+   * request through: roll a new limit out and watch what it would have limited. `true`, or a function of the
+   * request (`true` = dry run for that request). Default `false`.
+   */
+  dryRun?: boolean | ((request: RequestView) => boolean)
+  /**
+   * Enforce for this percentage of client keys only (0–100); the others run as `dryRun`. Stable per key: a
+   * key is enforced in every process and on every request, and raising the percentage keeps the keys already
+   * enforced. Default `100`.
+   */
+  enforcePercent?: number
+  /** Send the rate-limit headers on requests decided in dry run (never `Retry-After`). Default `false`. */
+  dryRunHeaders?: boolean
 }
 
 /** A rate limiter usable with or without HTTP. */
@@ -198,6 +212,25 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
   if (typeof requestFailed !== 'function') {
     throw new InvalidOptionError('requestFailed', requestFailed, 'a function of the request and the status code')
   }
+  const dryRunOption = options.dryRun ?? false
+  if (typeof dryRunOption !== 'boolean' && typeof dryRunOption !== 'function') {
+    throw new InvalidOptionError('dryRun', dryRunOption, 'a boolean or a function of the request')
+  }
+  const enforcePercent = options.enforcePercent ?? 100
+  if (typeof enforcePercent !== 'number' || !(enforcePercent >= 0 && enforcePercent <= 100)) {
+    throw new InvalidOptionError('enforcePercent', enforcePercent, 'a number from 0 to 100')
+  }
+  const dryRunHeaders = options.dryRunHeaders ?? false
+  if (typeof dryRunHeaders !== 'boolean') throw new InvalidOptionError('dryRunHeaders', dryRunHeaders, 'a boolean')
+  /** Whether a request is decided in dry run; constant `false` (no call) unless a dry-run option is set. */
+  const inDryRun: ((request: RequestView | undefined, clientKey: string) => boolean) | undefined =
+    dryRunOption === true
+      ? () => true
+      : dryRunOption === false && enforcePercent >= 100
+        ? undefined
+        : (request, clientKey) =>
+            (typeof dryRunOption === 'function' && request !== undefined && dryRunOption(request) === true) ||
+            (enforcePercent < 100 && keyPercentile(clientKey) >= enforcePercent)
   const refunds = skipSuccessful || skipFailed
   if (refunds && typeof store.refund !== 'function') {
     throw new InvalidOptionError(
@@ -428,7 +461,9 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
     started: number,
   ): Decision => {
     if (result === undefined) {
-      emitDecision(request, clientKey, 'store_error', [], started)
+      if (channels.rateLimitDecision.hasSubscribers) {
+        emitDecision(request, clientKey, 'store_error', [], started, inDryRun?.(request, clientKey) ?? false)
+      }
       return CONTINUE
     }
     if (!result.allowed && denyCacheEnabled && result.retryAfterMs > 0) {
@@ -444,7 +479,11 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
     const { request, clientKey, key, resolved, units, started, response } = attempt
     const outcome = onFailure(error, 'consume', key, resolved, units, started)
     const conclude = (r: RateLimitResult | undefined | typeof STORE_CLOSED): Decision => {
-      if (r === STORE_CLOSED) return STORE_CLOSED_DECISION
+      if (r === STORE_CLOSED) {
+        const dry = inDryRun?.(request, clientKey) ?? false
+        if (channels.rateLimitDecision.hasSubscribers) emitDecision(request, clientKey, 'store_error', [], started, dry)
+        return dry ? CONTINUE : STORE_CLOSED_DECISION
+      }
       // Only a fallback store charged anything; its charge is the one to give back.
       if (r !== undefined && response !== undefined && typeof failure === 'object') {
         watchRefund(r, response, request, failure.fallback, key, resolved, units, started)
@@ -461,14 +500,17 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
     result: RateLimitResult,
     started: number,
   ): Decision => {
+    if (inDryRun?.(request, clientKey) === true) return dryRunDecision(request, clientKey, resolved, result, started)
     const pk = partitionKey ? partitionKeyOf(clientKey) : undefined
     const list = formats.length === 0 && result.allowed ? undefined : headers.write(resolved, result, pk)
     if (result.allowed) {
-      if (channels.rateLimitDecision.hasSubscribers) emitDecision(request, clientKey, 'allowed', [], started)
+      if (channels.rateLimitDecision.hasSubscribers) emitDecision(request, clientKey, 'allowed', [], started, false)
       return list === undefined || list.length === 0 ? CONTINUE : { action: 'continue', headers: list }
     }
-    const violated = resolved.filter((_, i) => result.rules[i]?.allowed === false).map((r) => r.name)
-    if (channels.rateLimitDecision.hasSubscribers) emitDecision(request, clientKey, 'limited', violated, started)
+    const violated = violatedRules(resolved, result)
+    if (channels.rateLimitDecision.hasSubscribers) {
+      emitDecision(request, clientKey, 'limited', violated, started, false)
+    }
     const retry = Math.max(1, Math.ceil(result.retryAfterMs / 1000))
     const detail =
       typeof message === 'function' && request !== undefined
@@ -487,12 +529,31 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
     return rejection(statusCode, list ?? [['Retry-After', String(retry)]], body)
   }
 
+  /** A decision made in dry run: reported as decided, the request let through (with headers if asked). */
+  const dryRunDecision = (
+    request: RequestView | undefined,
+    clientKey: string,
+    resolved: readonly ResolvedRule[],
+    result: RateLimitResult,
+    started: number,
+  ): Decision => {
+    if (channels.rateLimitDecision.hasSubscribers) {
+      const violated = result.allowed ? [] : violatedRules(resolved, result)
+      emitDecision(request, clientKey, result.allowed ? 'allowed' : 'limited', violated, started, true)
+    }
+    if (!dryRunHeaders || formats.length === 0) return CONTINUE
+    const list = headers.write(resolved, result, partitionKey ? partitionKeyOf(clientKey) : undefined)
+    // Nothing is refused, so nothing to retry after.
+    return { action: 'continue', headers: result.allowed ? list : list.filter(([name]) => name !== 'Retry-After') }
+  }
+
   const emitDecision = (
     request: RequestView | undefined,
     clientKey: string,
     outcome: RateLimitDecisionEvent['outcome'],
     violated: readonly string[],
     started: number,
+    dryRun: boolean,
   ): void => {
     if (!channels.rateLimitDecision.hasSubscribers) return
     const event: RateLimitDecisionEvent = {
@@ -501,6 +562,7 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
       violated,
       keyHash: hashKey(clientKey),
       durationSeconds: started === 0 ? 0 : (monotonicNow() - started) / 1000,
+      dryRun,
       request,
     }
     publish(channels.rateLimitDecision, event)
@@ -527,6 +589,7 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
         violated: [],
         keyHash: '',
         durationSeconds: 0,
+        dryRun: dryRunOption === true,
         request,
       } satisfies RateLimitDecisionEvent)
     }
@@ -623,6 +686,23 @@ function agedResult(result: RateLimitResult, retryAfterMs: number): RateLimitRes
     retryAfterMs,
     rules: result.rules.map((r) => (r.allowed ? r : { allowed: false, remaining: r.remaining, resetMs: retryAfterMs })),
   }
+}
+
+function violatedRules(resolved: readonly ResolvedRule[], result: RateLimitResult): string[] {
+  return resolved.filter((_, i) => result.rules[i]?.allowed === false).map((r) => r.name)
+}
+
+/**
+ * Where a client key falls in 0–100 (two decimals), the same in every process: FNV-1a over its UTF-16 units.
+ * A key under `enforcePercent` is enforced, so raising the percentage only adds keys.
+ */
+function keyPercentile(clientKey: string): number {
+  let hash = 0x811c9dc5
+  for (let i = 0; i < clientKey.length; i++) {
+    hash ^= clientKey.charCodeAt(i)
+    hash = Math.imul(hash, 0x01000193)
+  }
+  return ((hash >>> 0) % 10_000) / 100
 }
 
 /** The default `requestFailed`: an HTTP error status. */
