@@ -111,6 +111,7 @@ export { PROBLEM_CONTENT_TYPE, type ProblemDetails, ProblemType } from './proble
 export { type Evaluation, evaluate } from './rate-limit/algorithms.js'
 export { boundKey, hashKey, ipKey, MAX_KEY_LENGTH } from './rate-limit/client-key.js'
 export { HEADER_FORMATS, type HeaderFormat } from './rate-limit/headers.js'
+export { LeasingStore, type LeasingStoreOptions } from './rate-limit/lease-store.js'
 export {
   createRateLimiter,
   type PerRequest,
