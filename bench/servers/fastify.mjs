@@ -67,6 +67,30 @@ const VARIANTS = {
     }
   },
 
+  // The floor on the many-keys rows: the same trivial script, on the request's own client key.
+  'noop-redis-headers-many': async () => {
+    const client = await connectRedis()
+    client.defineCommand('benchNoop', { numberOfKeys: 1, lua: 'return 1' })
+    return {
+      client,
+      plugin: Object.assign(
+        async (app) => {
+          app.addHook('onRequest', (request, reply, done) => {
+            client.benchNoop(`bw:{${request.headers['x-client']}}:default`).then(() => {
+              reply.header('ratelimit', '"default";r=999999999;t=60')
+              reply.header('ratelimit-policy', '"default";q=1000000000;w=60')
+              done()
+            }, done)
+          })
+        },
+        { [Symbol.for('skip-override')]: true },
+      ),
+      options: {},
+    }
+  },
+
+  'bare-many': async () => ({}),
+
   'breakwater-memory': async () => {
     const rateLimit = await breakwater('@breakwater/fastify', 'rateLimit')
     return { plugin: rateLimit, options: { limit: LIMIT, windowMs: WINDOW_MS } }
@@ -85,6 +109,20 @@ const VARIANTS = {
       client,
       plugin: rateLimit,
       options: { limit: LIMIT, windowMs: WINDOW_MS, store: new RedisStore({ client }) },
+    }
+  },
+
+  'breakwater-redis-lease': async () => redisLimiter(false, true),
+  'breakwater-redis-many': async () => redisLimiter(true, false),
+  'breakwater-redis-lease-many': async () => redisLimiter(true, true),
+
+  'fastify-rate-limit-redis-many': async () => {
+    const { default: rateLimit } = await import('@fastify/rate-limit')
+    const client = await connectRedis()
+    return {
+      client,
+      plugin: rateLimit,
+      options: { max: LIMIT, timeWindow: WINDOW_MS, redis: client, keyGenerator: clientHeader },
     }
   },
 
@@ -130,6 +168,23 @@ const VARIANTS = {
     const client = await connectRedis()
     return { client, plugin: rateLimit, options: { max: LIMIT, timeWindow: WINDOW_MS, redis: client } }
   },
+}
+
+/** The many-keys rows' client key: the `x-client` header autocannon sets. */
+function clientHeader(request) {
+  return request.headers['x-client'] ?? 'none'
+}
+
+/** Breakwater on Redis, keyed by `x-client` (`many`), through a LeasingStore (`lease`). */
+async function redisLimiter(many, lease) {
+  const rateLimit = await breakwater('@breakwater/fastify', 'rateLimit')
+  const RedisStore = await breakwater('@breakwater/redis', 'RedisStore')
+  const LeasingStore = await breakwater('@breakwater/core', 'LeasingStore')
+  const client = await connectRedis()
+  const redisStore = new RedisStore({ client })
+  const store = lease ? new LeasingStore({ store: redisStore }) : redisStore
+  const key = many ? (request) => request.header('x-client') ?? 'none' : undefined
+  return { client, plugin: rateLimit, options: { limit: LIMIT, windowMs: WINDOW_MS, store, ...(key && { key }) } }
 }
 
 const name = variantName()
