@@ -65,7 +65,14 @@ async function countInstructions(framework, variant, count, load, redisUrl) {
   const { child, port } = started
   try {
     // The variant's own load options (an Idempotency-Key header, say), as run.mjs sends them.
-    const result = await autocannon({ url: `http://127.0.0.1:${port}/`, connections: 1, amount: count, ...load })
+    // A generous per-request timeout: under callgrind on a busy machine a request can take seconds.
+    const result = await autocannon({
+      url: `http://127.0.0.1:${port}/`,
+      connections: 1,
+      amount: count,
+      timeout: 120,
+      ...load,
+    })
     if (result.non2xx > 0 || result.errors > 0) throw new Error(`${framework}:${variant}: non-2xx or errors`)
     // No SIGKILL deadline as in stop(): callgrind writes its counts only on a normal exit, which takes a while.
     const exited = new Promise((resolve) => child.once('exit', resolve))
@@ -83,6 +90,8 @@ async function countInstructions(framework, variant, count, load, redisUrl) {
 const rows = []
 const chosen = selected()
 const redis = chosen.some(([, variant]) => variant.store === 'redis') ? await startRedis() : undefined
+// A failed count must not leave the Redis it started running.
+process.once('exit', () => redis?.child.kill('SIGKILL'))
 for (const [framework, variant] of chosen) {
   if (variant.store === 'redis') await redis.client.flushall()
   const url = variant.store === 'redis' ? redis.url : undefined
