@@ -407,15 +407,24 @@ describe.each(matrix)('%s adapter with the %s store', (framework, storeKind) => 
     expect((await get(app, '/health')).status).toBe(200)
   })
 
-  /** Refund events of the limiter `id` published from now on (refunds land after the response is out). */
-  const refundsOf = (id: string) => {
-    const seen: RateLimitRefundEvent['outcome'][] = []
+  /** Events of the limiter `id` on `channel` published from now on. */
+  const eventsOf = <T extends { policy: string }>(channel: string, id: string) => {
+    const events: T[] = []
     const listener = (message: unknown) => {
-      const event = message as RateLimitRefundEvent
-      if (event.policy === id) seen.push(event.outcome)
+      if ((message as T).policy === id) events.push(message as T)
     }
-    diagnostics.subscribe('breakwater:rate-limit:refund', listener)
-    return { seen, stop: () => diagnostics.unsubscribe('breakwater:rate-limit:refund', listener) }
+    diagnostics.subscribe(channel, listener)
+    return { events, stop: () => diagnostics.unsubscribe(channel, listener) }
+  }
+  /** Refund outcomes of the limiter `id` (refunds land after the response is out). */
+  const refundsOf = (id: string) => {
+    const { events, stop } = eventsOf<RateLimitRefundEvent>('breakwater:rate-limit:refund', id)
+    return {
+      get seen() {
+        return events.map((e) => e.outcome)
+      },
+      stop,
+    }
   }
 
   /** A request that the client abandons once the handler is holding it. */
@@ -518,11 +527,7 @@ describe.each(matrix)('%s adapter with the %s store', (framework, storeKind) => 
 
   it('dryRun lets over-limit requests through and reports them as limited with dryRun: true', async () => {
     const id = `dry-${randomUUID().slice(0, 8)}`
-    const seen: RateLimitDecisionEvent[] = []
-    const listener = (message: unknown) => {
-      if ((message as RateLimitDecisionEvent).policy === id) seen.push(message as RateLimitDecisionEvent)
-    }
-    diagnostics.subscribe('breakwater:rate-limit:decision', listener)
+    const { events: seen, stop } = eventsOf<RateLimitDecisionEvent>('breakwater:rate-limit:decision', id)
     try {
       const app = await start({
         global: kit.with({ id, limit: 1, windowMs: '1m', dryRun: true }),
@@ -541,7 +546,7 @@ describe.each(matrix)('%s adapter with the %s store', (framework, storeKind) => 
         ['limited', true],
       ])
     } finally {
-      diagnostics.unsubscribe('breakwater:rate-limit:decision', listener)
+      stop()
     }
   })
 
