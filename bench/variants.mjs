@@ -40,8 +40,8 @@ function nextRandom() {
   t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
   return ((t ^ (t >>> 14)) >>> 0) / 4294967296
 }
-/** autocannon `setupRequest`: an `x-client` header drawn from 10,000 keys with Zipf-like skew (s = 1). */
-function zipfClient(request) {
+/** The next client of the many-keys rows: an index in [0, 10,000) with Zipf-like skew (s = 1). */
+export function zipfIndex() {
   const u = nextRandom()
   let lo = 0
   let hi = MANY_KEYS - 1
@@ -50,7 +50,12 @@ function zipfClient(request) {
     if (zipfCdf[mid] < u) lo = mid + 1
     else hi = mid
   }
-  return { ...request, headers: { ...request.headers, 'x-client': `client-${lo}` } }
+  return lo
+}
+
+/** autocannon `setupRequest`: an `x-client` header drawn from 10,000 keys with Zipf-like skew (s = 1). */
+function zipfClient(request) {
+  return { ...request, headers: { ...request.headers, 'x-client': `client-${zipfIndex()}` } }
 }
 /** The load of the many-keys rows. */
 const MANY = { load: { requests: [{ setupRequest: zipfClient }] }, baseline: 'bare-many' }
