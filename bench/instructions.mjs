@@ -7,8 +7,9 @@
 // once 2N. The difference of the two totals divided by N is the steady-state cost of one request, start-up and
 // warm-up cancelled out. One connection, so requests are never batched and the counts barely depend on timing;
 // node runs with --single-threaded (compilation on the main thread, so counted and deterministic),
-// --predictable-gc-schedule and fixed hash and random seeds. Redis variants are left out (Redis's own work is not
-// in the server's count).
+// --predictable-gc-schedule and fixed hash and random seeds. Redis variants run only when --only names them (one
+// redis-server is started for them; Redis's own work is not in the server's count, and with one connection every
+// request is its own round trip: the count is the server's side of one decision, without batching).
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
@@ -16,7 +17,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
-import { startServer } from './lib/processes.mjs'
+import { startRedis, startServer, stop } from './lib/processes.mjs'
 import { formatMarkdown } from './lib/report.mjs'
 import { FRAMEWORKS, VARIANTS } from './variants.mjs'
 
@@ -37,8 +38,8 @@ function selected() {
   const list = []
   for (const framework of FRAMEWORKS) {
     for (const variant of VARIANTS[framework]) {
-      if (variant.store === 'redis') continue
       const key = `${framework}:${variant.name}`
+      if (variant.store === 'redis' && !wanted?.includes(key)) continue
       // Optional variants only when named; the default list stays the in-process variants of the main run.
       const named = wanted?.includes(key) || (!variant.optional && wanted?.includes(framework))
       if (wanted === undefined ? !variant.optional : named) list.push([framework, variant])
@@ -48,23 +49,30 @@ function selected() {
 }
 
 /** Total instructions of a server under callgrind that answered `count` requests on one connection. */
-async function countInstructions(framework, variant, count, load) {
+async function countInstructions(framework, variant, count, load, redisUrl) {
   const dir = mkdtempSync(join(tmpdir(), 'bw-callgrind-'))
   const out = join(dir, 'callgrind.out')
   const started = await startServer(join(BENCH_DIR, 'servers', `${framework}.mjs`), variant, {
     cwd: BENCH_DIR,
-    env: { NODE_ENV: 'production' },
+    env: { NODE_ENV: 'production', ...(redisUrl ? { BENCH_REDIS_URL: redisUrl } : {}) },
     launcher: ['valgrind', '--tool=callgrind', `--callgrind-out-file=${out}`],
     // Fixed hash and random seeds: V8 seeds its hash tables at random per process, which moved the same server's
     // count by up to ~2k instructions (Express ±15k) between runs; with one seed, runs repeat within ~50.
     nodeFlags: ['--single-threaded', '--predictable-gc-schedule', '--hash-seed=1', '--random-seed=1'],
-    readyTimeoutMs: 120_000, // node starts some 50× slower under callgrind
+    readyTimeoutMs: 300_000, // node starts some 50× slower under callgrind, slower still on a busy machine
   })
   if (started.unavailable) throw new Error(`${framework}:${variant}: ${started.unavailable}`)
   const { child, port } = started
   try {
     // The variant's own load options (an Idempotency-Key header, say), as run.mjs sends them.
-    const result = await autocannon({ url: `http://127.0.0.1:${port}/`, connections: 1, amount: count, ...load })
+    // A generous per-request timeout: under callgrind on a busy machine a request can take seconds.
+    const result = await autocannon({
+      url: `http://127.0.0.1:${port}/`,
+      connections: 1,
+      amount: count,
+      timeout: 120,
+      ...load,
+    })
     if (result.non2xx > 0 || result.errors > 0) throw new Error(`${framework}:${variant}: non-2xx or errors`)
     // No SIGKILL deadline as in stop(): callgrind writes its counts only on a normal exit, which takes a while.
     const exited = new Promise((resolve) => child.once('exit', resolve))
@@ -80,13 +88,25 @@ async function countInstructions(framework, variant, count, load) {
 }
 
 const rows = []
-for (const [framework, variant] of selected()) {
+const chosen = selected()
+const redis = chosen.some(([, variant]) => variant.store === 'redis') ? await startRedis() : undefined
+// A failed count must not leave the Redis it started running.
+process.once('exit', () => redis?.child.kill('SIGKILL'))
+for (const [framework, variant] of chosen) {
+  if (variant.store === 'redis') await redis.client.flushall()
+  const url = variant.store === 'redis' ? redis.url : undefined
   const [small, large] = await Promise.all([
-    countInstructions(framework, variant.name, requests, variant.load),
-    countInstructions(framework, variant.name, 2 * requests, variant.load),
+    countInstructions(framework, variant.name, requests, variant.load, url),
+    countInstructions(framework, variant.name, 2 * requests, variant.load, url),
   ])
   const perRequest = (large - small) / requests
-  rows.push({ framework, variant: variant.name, label: variant.label, perRequest })
+  rows.push({
+    framework,
+    variant: variant.name,
+    label: variant.label,
+    perRequest,
+    baseline: variant.baseline ?? 'bare',
+  })
   process.stderr.write(`instructions: ${framework}:${variant.name} ${Math.round(perRequest)} per request\n`)
 }
 
@@ -97,7 +117,8 @@ const lines = [
   '|---|---|---|--:|--:|--:|',
 ]
 for (const row of rows) {
-  const bare = rows.find((r) => r.framework === row.framework && r.variant === 'bare')
+  // The many-keys rows divide by `bare-many`: bare under the same load.
+  const bare = rows.find((r) => r.framework === row.framework && r.variant === row.baseline)
   const added = bare ? row.perRequest - bare.perRequest : Number.NaN
   const ratio = bare ? bare.perRequest / row.perRequest : Number.NaN
   lines.push(
@@ -106,6 +127,10 @@ for (const row of rows) {
   )
 }
 process.stdout.write(`${lines.join('\n')}\n`)
+if (redis) {
+  redis.client.disconnect()
+  await stop(redis.child)
+}
 
 if (!flags['no-write']) {
   const command = `node bench/instructions.mjs ${process.argv.slice(2).join(' ')}`.trim()

@@ -12,6 +12,8 @@
  * @property {boolean} [optional] left out of the default run (time budget); runs when `--only` names it
  * @property {object} [load] extra autocannon options of this row (headers, per-request setup)
  * @property {boolean} [noTarget] measured and reported beside bare, judged against no target
+ * @property {string} [baseline] the row this one's ratios divide by (default: bare); the many-keys rows use
+ *   `bare-many`, bare under the same load
  */
 
 let idempotencyKeys = 0
@@ -19,6 +21,44 @@ let idempotencyKeys = 0
 function freshIdempotencyKey(request) {
   return { ...request, headers: { ...request.headers, 'idempotency-key': `bench-miss-${++idempotencyKeys}` } }
 }
+
+/** Client keys of the many-keys rows, and the Zipf exponent of their popularity (key k is drawn ∝ 1 / k^s). */
+export const MANY_KEYS = 10_000
+const ZIPF_S = 1
+/** Cumulative distribution of the many-keys rows' clients, for a binary search per request. */
+const zipfCdf = (() => {
+  const weights = Array.from({ length: MANY_KEYS }, (_, k) => 1 / (k + 1) ** ZIPF_S)
+  const total = weights.reduce((a, b) => a + b, 0)
+  let sum = 0
+  return Float64Array.from(weights, (w) => (sum += w / total))
+})()
+/** A fixed-seed generator (mulberry32), so every row and every run draws the same sequence of clients. */
+let zipfSeed = 0x5eed
+function nextRandom() {
+  zipfSeed = (zipfSeed + 0x6d2b79f5) | 0
+  let t = Math.imul(zipfSeed ^ (zipfSeed >>> 15), 1 | zipfSeed)
+  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+}
+/** The next client of the many-keys rows: an index in [0, 10,000) with Zipf-like skew (s = 1). */
+export function zipfIndex() {
+  const u = nextRandom()
+  let lo = 0
+  let hi = MANY_KEYS - 1
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1
+    if (zipfCdf[mid] < u) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
+/** autocannon `setupRequest`: an `x-client` header drawn from 10,000 keys with Zipf-like skew (s = 1). */
+function zipfClient(request) {
+  return { ...request, headers: { ...request.headers, 'x-client': `client-${zipfIndex()}` } }
+}
+/** The load of the many-keys rows. */
+const MANY = { load: { requests: [{ setupRequest: zipfClient }] }, baseline: 'bare-many' }
 
 /** @type {Record<'express' | 'fastify' | 'koa', Variant[]>} */
 export const VARIANTS = {
@@ -106,6 +146,52 @@ export const VARIANTS = {
       label: 'an onRequest hook awaiting one trivial EVALSHA, then setting the two fields to constants',
       optional: true,
       noTarget: true,
+    },
+    // Issue 21, past the floor: hot keys decided in-process from a leased slice of their quota (opt-in).
+    {
+      name: 'breakwater-redis-lease',
+      store: 'redis',
+      kind: 'breakwater',
+      label: '@breakwater/fastify + LeasingStore(RedisStore)',
+    },
+    // The many-keys rows: 10,000 client keys (an `x-client` header every limiter keys by) with Zipf-like skew,
+    // so a design that only helps one hot key shows it. Divided by `bare-many`: bare under the same load.
+    {
+      name: 'bare-many',
+      store: 'none',
+      kind: 'reference',
+      label: 'fastify (no limiter), 10,000 Zipf keys',
+      noTarget: true,
+      ...MANY,
+    },
+    {
+      name: 'noop-redis-headers-many',
+      store: 'redis',
+      kind: 'reference',
+      label: 'the one-EVALSHA floor, 10,000 Zipf keys',
+      noTarget: true,
+      ...MANY,
+    },
+    {
+      name: 'breakwater-redis-many',
+      store: 'redis',
+      kind: 'breakwater',
+      label: '@breakwater/fastify + RedisStore, 10,000 Zipf keys',
+      ...MANY,
+    },
+    {
+      name: 'breakwater-redis-lease-many',
+      store: 'redis',
+      kind: 'breakwater',
+      label: '@breakwater/fastify + LeasingStore(RedisStore), 10,000 Zipf keys',
+      ...MANY,
+    },
+    {
+      name: 'fastify-rate-limit-redis-many',
+      store: 'redis',
+      kind: 'peer',
+      label: '@fastify/rate-limit (redis), 10,000 Zipf keys',
+      ...MANY,
     },
     {
       name: 'breakwater-timeout',

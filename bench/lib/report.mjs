@@ -44,12 +44,18 @@ export function summarize(outcomes, frameworks) {
     const bare = rows.find((row) => row.variant.kind === 'none' && row.status === 'ok')
     const ratios = new Map()
     const cpuRatios = new Map()
+    // A row with a `baseline` (the many-keys rows) is divided by that bare row, measured under the same load.
+    const baseOf = (row) =>
+      row.variant.baseline === undefined
+        ? bare
+        : rows.find((r) => r.variant.name === row.variant.baseline && r.status === 'ok')
     for (const row of rows) {
-      const ok = bare !== undefined && row.status === 'ok'
-      row.ratio = ok ? pairedRatio(row, bare, (run, base) => run.rps / base.rps) : undefined
+      const base = baseOf(row)
+      const ok = base !== undefined && row.status === 'ok'
+      row.ratio = ok ? pairedRatio(row, base, (run, b) => run.rps / b.rps) : undefined
       // What the req/s ratio would be if the server were the only bottleneck: bare's CPU per request ÷ this one's.
       row.cpuRatio = ok
-        ? pairedRatio(row, bare, (run, base) => base.serverMicrosPerRequest / run.serverMicrosPerRequest)
+        ? pairedRatio(row, base, (run, b) => b.serverMicrosPerRequest / run.serverMicrosPerRequest)
         : undefined
       if (row.ratio !== undefined) ratios.set(row.variant.name, row.ratio)
       if (row.cpuRatio !== undefined) cpuRatios.set(row.variant.name, row.cpuRatio)
@@ -60,7 +66,7 @@ export function summarize(outcomes, frameworks) {
       row.verdict = verdict(row, row.ratio, row.target)
       row.cpuVerdict = verdict(row, row.cpuRatio, targetOf(framework, row.variant, cpuRatios))
       // A row is noisy when other processes took a fifth of a core during it or during the rows it is judged by.
-      const judgedBy = rows.filter((r) => r === row || r === bare || r.variant.label === row.target.peer)
+      const judgedBy = rows.filter((r) => r === row || r === baseOf(row) || r.variant.label === row.target.peer)
       row.noisy = judgedBy.some((r) => (r.otherCpu ?? 0) > NOISY_OTHER_CPU)
     }
     tables[framework] = rows

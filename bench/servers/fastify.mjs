@@ -46,26 +46,12 @@ const VARIANTS = {
 
   // The floor under any exact limiter on Redis: one round trip per request through the shared auto-pipelining
   // client (a script that reads nothing and returns 1, on a key shaped like Breakwater's), then the two fields.
-  'noop-redis-headers': async () => {
-    const client = await connectRedis()
-    client.defineCommand('benchNoop', { numberOfKeys: 1, lua: 'return 1' })
-    return {
-      client,
-      plugin: Object.assign(
-        async (app) => {
-          app.addHook('onRequest', (_request, reply, done) => {
-            client.benchNoop('bw:{127.0.0.1}:default').then(() => {
-              reply.header('ratelimit', '"default";r=999999999;t=60')
-              reply.header('ratelimit-policy', '"default";q=1000000000;w=60')
-              done()
-            }, done)
-          })
-        },
-        { [Symbol.for('skip-override')]: true },
-      ),
-      options: {},
-    }
-  },
+  'noop-redis-headers': async () => noopRedisHeaders(() => '127.0.0.1'),
+
+  // The floor on the many-keys rows: the same trivial script, on the request's own client key.
+  'noop-redis-headers-many': async () => noopRedisHeaders(clientHeader),
+
+  'bare-many': async () => ({}),
 
   'breakwater-memory': async () => {
     const rateLimit = await breakwater('@breakwater/fastify', 'rateLimit')
@@ -85,6 +71,20 @@ const VARIANTS = {
       client,
       plugin: rateLimit,
       options: { limit: LIMIT, windowMs: WINDOW_MS, store: new RedisStore({ client }) },
+    }
+  },
+
+  'breakwater-redis-lease': async () => redisLimiter(false, true),
+  'breakwater-redis-many': async () => redisLimiter(true, false),
+  'breakwater-redis-lease-many': async () => redisLimiter(true, true),
+
+  'fastify-rate-limit-redis-many': async () => {
+    const { default: rateLimit } = await import('@fastify/rate-limit')
+    const client = await connectRedis()
+    return {
+      client,
+      plugin: rateLimit,
+      options: { max: LIMIT, timeWindow: WINDOW_MS, redis: client, keyGenerator: clientHeader },
     }
   },
 
@@ -130,6 +130,45 @@ const VARIANTS = {
     const client = await connectRedis()
     return { client, plugin: rateLimit, options: { max: LIMIT, timeWindow: WINDOW_MS, redis: client } }
   },
+}
+
+/** The one-round-trip floor: a hook awaiting one trivial script on the client's key, then setting the two fields. */
+async function noopRedisHeaders(clientOf) {
+  const client = await connectRedis()
+  client.defineCommand('benchNoop', { numberOfKeys: 1, lua: 'return 1' })
+  return {
+    client,
+    plugin: Object.assign(
+      async (app) => {
+        app.addHook('onRequest', (request, reply, done) => {
+          client.benchNoop(`bw:{${clientOf(request)}}:default`).then(() => {
+            reply.header('ratelimit', '"default";r=999999999;t=60')
+            reply.header('ratelimit-policy', '"default";q=1000000000;w=60')
+            done()
+          }, done)
+        })
+      },
+      { [Symbol.for('skip-override')]: true }, // not encapsulated, as fastify-plugin does: the hook reaches GET /
+    ),
+    options: {},
+  }
+}
+
+/** The many-keys rows' client key: the `x-client` header autocannon sets. */
+function clientHeader(request) {
+  return request.headers['x-client'] ?? 'none'
+}
+
+/** Breakwater on Redis, keyed by `x-client` (`many`), through a LeasingStore (`lease`). */
+async function redisLimiter(many, lease) {
+  const rateLimit = await breakwater('@breakwater/fastify', 'rateLimit')
+  const RedisStore = await breakwater('@breakwater/redis', 'RedisStore')
+  const LeasingStore = await breakwater('@breakwater/core', 'LeasingStore')
+  const client = await connectRedis()
+  const redisStore = new RedisStore({ client })
+  const store = lease ? new LeasingStore({ store: redisStore }) : redisStore
+  const key = many ? (request) => request.header('x-client') ?? 'none' : undefined
+  return { client, plugin: rateLimit, options: { limit: LIMIT, windowMs: WINDOW_MS, store, ...(key && { key }) } }
 }
 
 const name = variantName()

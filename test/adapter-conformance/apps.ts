@@ -1,7 +1,7 @@
 // One app factory per framework: the same routes and rate limits, mounted in each framework's own idiom and
 // served over a real socket, so one body of scenarios runs against all three adapters.
 
-import type { Server } from 'node:http'
+import type { Server, ServerResponse } from 'node:http'
 import { type RateLimitMiddleware as ExpressMiddleware, rateLimit as expressRateLimit } from '@breakwater/express'
 import { rateLimit as fastifyRateLimit, type RateLimitOptions } from '@breakwater/fastify'
 import { type RateLimitMiddleware as KoaMiddleware, rateLimit as koaRateLimit } from '@breakwater/koa'
@@ -13,6 +13,10 @@ import Koa from 'koa'
 export const FRAMEWORKS = ['express', 'fastify', 'koa'] as const
 export type Framework = (typeof FRAMEWORKS)[number]
 
+/**
+ * Every handler answers `?status=N` with that status (to tell successful from failed responses), and `?hold=1`
+ * by never answering until the client goes away (an aborted response).
+ */
 export interface RouteSpec {
   /** Default `GET`. POST routes parse a JSON body (after the global limiter). */
   method?: 'GET' | 'POST'
@@ -85,7 +89,8 @@ const builders: Record<Framework, (spec: AppSpec, counters: Counters) => Promise
       const method = route.method ?? 'GET'
       const handler: express.RequestHandler = (req, res) => {
         count(counters, method, route.path)
-        res.json({ ok: true, route: route.path, body: req.body ?? null })
+        if (req.query.hold !== undefined) return
+        res.status(statusOf(req.query.status)).json({ ok: true, route: route.path, body: req.body ?? null })
       }
       app[method === 'GET' ? 'get' : 'post'](route.path, ...(route.limits ?? []).map(limit), handler)
     }
@@ -123,8 +128,11 @@ const builders: Record<Framework, (spec: AppSpec, counters: Counters) => Promise
         method,
         url: route.path,
         config: rateLimit === undefined ? {} : { rateLimit },
-        handler: async (request) => {
+        handler: async (request, reply) => {
           count(counters, method, route.path)
+          const query = request.query as Record<string, string | undefined>
+          if (query.hold !== undefined) await closed(reply.raw)
+          reply.code(statusOf(query.status))
           return { ok: true, route: route.path, body: request.body ?? null }
         },
       })
@@ -154,6 +162,8 @@ const builders: Record<Framework, (spec: AppSpec, counters: Counters) => Promise
       const handler = async (ctx: Koa.Context): Promise<void> => {
         const body = method === 'POST' ? await readJson(ctx) : null
         count(counters, method, route.path)
+        if (ctx.query.hold !== undefined) await closed(ctx.res)
+        ctx.status = statusOf(ctx.query.status)
         ctx.body = { ok: true, route: route.path, body }
       }
       router[method === 'GET' ? 'get' : 'post'](route.path, ...(route.limits ?? []).map(limit), handler)
@@ -164,6 +174,17 @@ const builders: Record<Framework, (spec: AppSpec, counters: Counters) => Promise
     const server = app.listen(spec.socketPath ?? { host: '127.0.0.1', port: 0 })
     return serve(server, spec, limiters)
   },
+}
+
+/** The status a handler answers with: `?status=N`, else 200. */
+function statusOf(value: unknown): number {
+  const status = Number(value)
+  return Number.isInteger(status) && status >= 200 && status <= 599 ? status : 200
+}
+
+/** Resolves when the response closes (here: when the client went away from a held request). */
+function closed(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => res.once('close', () => resolve()))
 }
 
 /** Koa has no body parser built in: read and parse the JSON body like one would. */

@@ -2,10 +2,18 @@
 // store and with RedisStore: the same scenarios, each framework mounting limits in its own idiom.
 
 import { randomUUID } from 'node:crypto'
+import diagnostics from 'node:diagnostics_channel'
 import http from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ErrorCode, type HeaderFormat, ProblemType, type RequestView } from '@breakwater/core'
+import {
+  ErrorCode,
+  type HeaderFormat,
+  ProblemType,
+  type RateLimitDecisionEvent,
+  type RateLimitRefundEvent,
+  type RequestView,
+} from '@breakwater/core'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { type AppSpec, FRAMEWORKS, startApp, type TestApp } from './apps.js'
 import { headerLines, rawRequest, STORES, type StoreKit, storeKit, until } from './support.js'
@@ -397,6 +405,149 @@ describe.each(matrix)('%s adapter with the %s store', (framework, storeKind) => 
     expect(app.errors.map((e) => e.message)).toEqual(['key exploded'])
     expect(app.handled('GET /api')).toBe(0)
     expect((await get(app, '/health')).status).toBe(200)
+  })
+
+  /** Events of the limiter `id` on `channel` published from now on. */
+  const eventsOf = <T extends { policy: string }>(channel: string, id: string) => {
+    const events: T[] = []
+    const listener = (message: unknown) => {
+      if ((message as T).policy === id) events.push(message as T)
+    }
+    diagnostics.subscribe(channel, listener)
+    return { events, stop: () => diagnostics.unsubscribe(channel, listener) }
+  }
+  /** Refund outcomes of the limiter `id` (refunds land after the response is out). */
+  const refundsOf = (id: string) => {
+    const { events, stop } = eventsOf<RateLimitRefundEvent>('breakwater:rate-limit:refund', id)
+    return {
+      get seen() {
+        return events.map((e) => e.outcome)
+      },
+      stop,
+    }
+  }
+
+  /** A request that the client abandons once the handler is holding it. */
+  const abandon = async (app: TestApp, path: string, route: string) => {
+    const before = app.handled(route)
+    const request = http.get(`${app.url}${path}?hold=1`, { agent: false })
+    request.on('error', () => {})
+    await until(() => app.handled(route) === before + 1)
+    request.destroy()
+  }
+
+  it('skipFailedRequests: 4xx and 5xx responses give their charge back, successful ones count', async () => {
+    const id = `skip-failed-${randomUUID().slice(0, 8)}`
+    const refunds = refundsOf(id)
+    try {
+      const app = await start({
+        global: kit.with({ id, limit: 2, windowMs: '1m', skipFailedRequests: true }),
+        routes: [{ path: '/login' }],
+      })
+      for (const status of [401, 500, 404]) expect((await get(app, `/login?status=${status}`)).status).toBe(status)
+      await until(() => refunds.seen.length === 3)
+      expect(refunds.seen).toEqual(['refunded', 'refunded', 'refunded'])
+      expect((await get(app, '/login')).status).toBe(200)
+      const second = await get(app, '/login')
+      expect(second.status).toBe(200)
+      // One refund per failed request, never two: two successes used exactly the quota of two.
+      expect(second.headers.get('ratelimit')).toMatch(/^"default";r=0;t=\d+$/)
+      expect((await get(app, '/login')).status).toBe(429)
+      expect(app.handled('GET /login')).toBe(5)
+    } finally {
+      refunds.stop()
+    }
+  })
+
+  it('skipSuccessfulRequests: only failed responses count (e.g. failed logins)', async () => {
+    const id = `skip-ok-${randomUUID().slice(0, 8)}`
+    const refunds = refundsOf(id)
+    try {
+      const app = await start({
+        global: kit.with({ id, limit: 2, windowMs: '1m', skipSuccessfulRequests: true }),
+        routes: [{ path: '/login' }],
+      })
+      for (let i = 0; i < 3; i++) expect((await get(app, '/login?status=204')).status).toBe(204)
+      await until(() => refunds.seen.length === 3)
+      expect((await get(app, '/login?status=401')).status).toBe(401)
+      expect((await get(app, '/login?status=401')).status).toBe(401)
+      expect((await get(app, '/login?status=401')).status).toBe(429)
+      // A success while limited is still refused: the charge comes first, the refund after the response.
+      expect((await get(app, '/login')).status).toBe(429)
+    } finally {
+      refunds.stop()
+    }
+  })
+
+  it('a custom requestFailed decides what counts as failed', async () => {
+    const id = `failed-fn-${randomUUID().slice(0, 8)}`
+    const refunds = refundsOf(id)
+    try {
+      const app = await start({
+        global: kit.with({
+          id,
+          limit: 1,
+          windowMs: '1m',
+          skipFailedRequests: true,
+          // A 404 is an ordinary answer here; only server errors count as failed.
+          requestFailed: (_request: RequestView, status: number) => status >= 500,
+        }),
+        routes: [{ path: '/items' }],
+      })
+      expect((await get(app, '/items?status=503')).status).toBe(503)
+      await until(() => refunds.seen.length === 1)
+      expect((await get(app, '/items?status=404')).status).toBe(404)
+      expect((await get(app, '/items')).status).toBe(429)
+    } finally {
+      refunds.stop()
+    }
+  })
+
+  it('an aborted response counts as failed: given back under skipFailedRequests, counted under skipSuccessfulRequests', async () => {
+    const failedId = `abort-failed-${randomUUID().slice(0, 8)}`
+    const okId = `abort-ok-${randomUUID().slice(0, 8)}`
+    const refunds = refundsOf(failedId)
+    try {
+      const app = await start({
+        routes: [
+          { path: '/failed', limits: [kit.with({ id: failedId, limit: 1, windowMs: '1m', skipFailedRequests: true })] },
+          { path: '/ok', limits: [kit.with({ id: okId, limit: 1, windowMs: '1m', skipSuccessfulRequests: true })] },
+        ],
+      })
+      await abandon(app, '/failed', 'GET /failed')
+      await until(() => refunds.seen.length === 1)
+      expect((await get(app, '/failed')).status).toBe(200)
+      await abandon(app, '/ok', 'GET /ok')
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      expect((await get(app, '/ok')).status).toBe(429)
+    } finally {
+      refunds.stop()
+    }
+  })
+
+  it('dryRun lets over-limit requests through and reports them as limited with dryRun: true', async () => {
+    const id = `dry-${randomUUID().slice(0, 8)}`
+    const { events: seen, stop } = eventsOf<RateLimitDecisionEvent>('breakwater:rate-limit:decision', id)
+    try {
+      const app = await start({
+        global: kit.with({ id, limit: 1, windowMs: '1m', dryRun: true }),
+        routes: [{ path: '/' }],
+      })
+      for (let i = 0; i < 3; i++) {
+        const res = await get(app, '/')
+        expect(res.status).toBe(200)
+        expect(res.headers.get('ratelimit')).toBeNull()
+        expect(res.headers.get('retry-after')).toBeNull()
+      }
+      expect(app.handled('GET /')).toBe(3)
+      expect(seen.map((e) => [e.outcome, e.dryRun])).toEqual([
+        ['allowed', true],
+        ['limited', true],
+        ['limited', true],
+      ])
+    } finally {
+      stop()
+    }
   })
 
   it('aborts the request signal when the client goes away, and only then', async () => {

@@ -1,7 +1,7 @@
 // A child process of the exactness test: hammers one key through its own RedisStore and ioredis client, then
 // reports how many requests were admitted. Bundled from the sources by exactness.test.ts before it runs.
 
-import type { Algorithm, ResolvedRule } from '@breakwater/core'
+import { type Algorithm, LeasingStore, type RateLimitStore, type ResolvedRule } from '@breakwater/core'
 import { RedisStore } from '@breakwater/redis'
 import { Redis } from 'ioredis'
 
@@ -12,6 +12,9 @@ interface Job {
   rules: ResolvedRule[]
   attempts: number
   concurrency: number
+  /** `exact`: every decision in Redis. `lease`: through a LeasingStore with these options. */
+  mode: 'exact' | 'lease'
+  lease?: { maxSlice: number; maxShare: number; leaseMs: number }
 }
 
 export interface WorkerReport {
@@ -22,7 +25,8 @@ export interface WorkerReport {
 
 const job = JSON.parse(process.argv[2] ?? '{}') as Job
 const client = new Redis(job.url, { enableAutoPipelining: true, maxRetriesPerRequest: 1 })
-const store = new RedisStore({ client, prefix: job.prefix })
+const redisStore = new RedisStore({ client, prefix: job.prefix })
+const store: RateLimitStore = job.mode === 'lease' ? new LeasingStore({ store: redisStore, ...job.lease }) : redisStore
 const rules = job.rules.map((r) => Object.freeze({ ...r, algorithm: r.algorithm as Algorithm }))
 const report: WorkerReport = { admitted: 0, denied: 0, errors: [] }
 
@@ -46,6 +50,8 @@ process.once('message', async () => {
   // The parent picks attempts divisible by concurrency.
   const perLoop = Math.ceil(job.attempts / job.concurrency)
   await Promise.all(Array.from({ length: job.concurrency }, () => hammer(perLoop)))
+  // A leasing store hands its unused units back before the process goes.
+  await store.shutdown?.()
   process.send?.(report, () => {
     client.disconnect()
     process.disconnect()

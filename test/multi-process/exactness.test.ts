@@ -40,7 +40,11 @@ function rule(algorithm: Algorithm, limit: number, name: string): ResolvedRule {
 }
 
 /** Run the workers against `key` and return their reports. */
-async function race(key: string, rules: readonly ResolvedRule[]): Promise<WorkerReport[]> {
+async function race(
+  key: string,
+  rules: readonly ResolvedRule[],
+  mode: { mode: 'exact' } | { mode: 'lease'; lease: typeof LEASE; attempts: number } = { mode: 'exact' },
+): Promise<WorkerReport[]> {
   const job = JSON.stringify({
     url: testRedisUrl(),
     prefix,
@@ -48,6 +52,7 @@ async function race(key: string, rules: readonly ResolvedRule[]): Promise<Worker
     rules,
     attempts: ATTEMPTS_PER_PROCESS,
     concurrency: CONCURRENCY_PER_PROCESS,
+    ...mode,
   })
   const workers: ChildProcess[] = Array.from({ length: PROCESSES }, () =>
     fork(`${OUT_DIR}/exactness-worker.js`, [job], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
@@ -69,6 +74,29 @@ async function race(key: string, rules: readonly ResolvedRule[]): Promise<Worker
     for (const worker of workers) if (worker.exitCode === null) worker.kill()
   }
 }
+
+/** Leases of up to 16 units (5 % of a 1,000 limit allows 50), living 1 s. */
+const LEASE = { maxSlice: 16, maxShare: 0.05, leaseMs: 1000 }
+const LEASE_LIMIT = 1_000
+const LEASE_ATTEMPTS = 390
+
+describe(`leases: ${PROCESSES} processes × ${LEASE_ATTEMPTS} requests against one ${LEASE_LIMIT}-per-hour quota`, () => {
+  it.each<Algorithm>(['gcra', 'fixed-window', 'sliding-window'])(
+    '%s never over-admits; early denial stays within one slice per process; Redis counts exactly the admitted',
+    async (algorithm) => {
+      const key = `lease-${algorithm}`
+      const rules = [rule(algorithm, LEASE_LIMIT, 'default')]
+      const reports = await race(key, rules, { mode: 'lease', lease: LEASE, attempts: LEASE_ATTEMPTS })
+      expect(reports.flatMap((r) => r.errors)).toEqual([])
+      const admitted = reports.reduce((sum, r) => sum + r.admitted, 0)
+      expect(admitted).toBeLessThanOrEqual(LEASE_LIMIT)
+      expect(admitted).toBeGreaterThanOrEqual(LEASE_LIMIT - PROCESSES * LEASE.maxSlice)
+      // Every unused unit was handed back: what Redis counts is exactly what was admitted.
+      const state = await new RedisStore({ client: admin, prefix }).consume(key, rules, 0)
+      expect(state.rules[0]!.remaining).toBe(LEASE_LIMIT - admitted)
+    },
+  )
+})
 
 describe(`${PROCESSES} processes × ${ATTEMPTS_PER_PROCESS} requests against one ${LIMIT}-per-hour quota`, () => {
   it.each<Algorithm>(['gcra', 'fixed-window', 'sliding-window'])('%s admits exactly 100', async (algorithm) => {

@@ -296,6 +296,67 @@ describe.each(targets)('$name', (target) => {
     }
   })
 
+  it.each(ALGORITHMS)('%s: a refund gives the charged units back in one step', async (algorithm) => {
+    const rules = [rule(algorithm, 3, HOUR)]
+    const key = freshKey('refund')
+    await consumeTimes(store(), key, rules, 3)
+    expect((await store().peek(key, rules, 1)).allowed).toBe(false)
+    await store().refund!(key, rules, 1, 0)
+    const again = await consumeTimes(store(), key, rules, 2)
+    expect(again.map((r) => r.allowed)).toEqual([true, false])
+  })
+
+  it.each(ALGORITHMS)(
+    '%s: a refund never goes below empty, and refunds nothing to an unknown key',
+    async (algorithm) => {
+      const rules = [rule(algorithm, 3, HOUR)]
+      const key = freshKey('refund-floor')
+      await store().refund!(key, rules, 2, 0)
+      await store().consume(key, rules, 1)
+      // Three units back for one charged: the key is empty again, not three units in credit.
+      await store().refund!(key, rules, 3, 0)
+      const results = await consumeTimes(store(), key, rules, 4)
+      expect(results.map((r) => r.allowed)).toEqual([true, true, true, false])
+      expect(results.map((r) => r.rules[0]!.remaining)).toEqual([2, 1, 0, 0])
+    },
+  )
+
+  it.each(ALGORITHMS)('%s: a refund gives back to every rule of the key at once', async (algorithm) => {
+    const rules = [rule(algorithm, 10, HOUR, 'wide'), rule(algorithm, 2, HOUR, 'narrow')]
+    const key = freshKey('refund-rules')
+    await consumeTimes(store(), key, rules, 2)
+    await store().refund!(key, rules, 1, 0)
+    const next = await store().consume(key, rules, 1)
+    expect(next.allowed).toBe(true)
+    expect(next.rules.map((r) => r.remaining)).toEqual([8, 0])
+  })
+
+  it('fixed-window: a charge made before the current window began is not given back to it', async () => {
+    const windowMs = 300
+    const rules = [rule('fixed-window', 2, windowMs)]
+    const key = freshKey('refund-window')
+    await consumeTimes(store(), key, rules, 2)
+    await sleep(windowMs + 50)
+    // A new window, full again.
+    expect((await consumeTimes(store(), key, rules, 2)).map((r) => r.allowed)).toEqual([true, true])
+    // The first window's charge (older than this window) gives nothing back…
+    await store().refund!(key, rules, 1, windowMs + 40)
+    expect((await store().peek(key, rules, 1)).allowed).toBe(false)
+    // …this window's does.
+    await store().refund!(key, rules, 1, 0)
+    expect((await store().consume(key, rules, 1)).allowed).toBe(true)
+  })
+
+  it('a refund made after a waiting consume of the same key does not overtake it', async () => {
+    const rules = [rule('gcra', 2, HOUR)]
+    const key = freshKey('refund-order')
+    const charged = [store().consume(key, rules, 1), store().consume(key, rules, 1)]
+    const refunded = store().refund!(key, rules, 1, 0)
+    await Promise.all([...charged, refunded])
+    expect((await store().consume(key, rules, 1)).allowed).toBe(true)
+    expect((await store().consume(key, rules, 1)).allowed).toBe(false)
+  })
+
   it('keys with braces or percent signs stay distinct and keep their rules together', async () => {
     const rules = [rule('gcra', 1, HOUR, 'a'), rule('fixed-window', 1, HOUR, 'b')]
     const run = freshKey('odd')
@@ -336,7 +397,7 @@ describe('MemoryStore and RedisStore decide the same sequence alike', () => {
       rule('sliding-window', 7, DAY, 's'),
     ],
   }
-  type Step = readonly ['consume' | 'peek', number] | readonly ['reset']
+  type Step = readonly ['consume' | 'peek' | 'refund', number] | readonly ['reset']
   const steps: readonly Step[] = [
     ['peek', 1],
     ['consume', 1],
@@ -347,8 +408,11 @@ describe('MemoryStore and RedisStore decide the same sequence alike', () => {
     ['consume', 1],
     ['consume', 9],
     ['consume', 1],
+    ['refund', 2],
     ['peek', 1],
     ['consume', 1],
+    ['consume', 3],
+    ['refund', 9],
     ['consume', 3],
     ['reset'],
     ['consume', 5],
@@ -366,6 +430,11 @@ describe('MemoryStore and RedisStore decide the same sequence alike', () => {
         if (step[0] === 'reset') {
           await memory.reset(key)
           await redis.reset(key, rules)
+          continue
+        }
+        if (step[0] === 'refund') {
+          memory.refund(key, rules, step[1], 0)
+          await redis.refund!(key, rules, step[1], 0)
           continue
         }
         const [operation, cost] = step

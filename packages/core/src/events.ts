@@ -9,6 +9,8 @@ import type { RequestView } from './request-view.js'
 export const channels = {
   /** One message per rate-limit decision: {@link RateLimitDecisionEvent}. */
   rateLimitDecision: diagnostics.channel('breakwater:rate-limit:decision'),
+  /** What became of a charge given back after the response (skip*Requests): {@link RateLimitRefundEvent}. */
+  rateLimitRefund: diagnostics.channel('breakwater:rate-limit:refund'),
   /** A store call failed or timed out: {@link StoreErrorEvent}. */
   storeError: diagnostics.channel('breakwater:store:error'),
   /** A one-time configuration warning: {@link WarningEvent}. */
@@ -46,7 +48,19 @@ export interface RateLimitDecisionEvent {
   keyHash: string
   /** Seconds spent in the store call (0 for skipped requests). */
   durationSeconds: number
+  /** Decided in dry run (`dryRun` / `enforcePercent`): the outcome is what the policy decided (e.g. `limited`),
+   * and the request went through. */
+  dryRun: boolean
   request: RequestView | undefined
+}
+
+/** Payload of `breakwater:rate-limit:refund`: one per charge given back (or lost) once the response was known. */
+export interface RateLimitRefundEvent {
+  /** The limiter's `id`. */
+  policy: string
+  /** `refunded`: the store gave the units back. `store_error`: the refund failed or timed out, so the request
+   * stays counted (a lost refund errs on the side of counting). */
+  outcome: 'refunded' | 'store_error'
 }
 
 /** Payload of `breakwater:store:error`. */

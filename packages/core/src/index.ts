@@ -28,6 +28,7 @@ export {
   type HealthCheckEvent,
   type HealthProbeEvent,
   type RateLimitDecisionEvent,
+  type RateLimitRefundEvent,
   type ShutdownPhaseEvent,
   type StoreErrorEvent,
   type TimeoutDecisionEvent,
@@ -111,6 +112,7 @@ export { PROBLEM_CONTENT_TYPE, type ProblemDetails, ProblemType, problemFor } fr
 export { type Evaluation, evaluate } from './rate-limit/algorithms.js'
 export { boundKey, hashKey, ipKey, MAX_KEY_LENGTH } from './rate-limit/client-key.js'
 export { HEADER_FORMATS, type HeaderFormat } from './rate-limit/headers.js'
+export { LeasingStore, type LeasingStoreOptions } from './rate-limit/lease-store.js'
 export {
   createRateLimiter,
   type PerRequest,

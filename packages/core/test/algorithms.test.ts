@@ -137,3 +137,31 @@ describe('several rules', () => {
     expect(store.peek('k', rules, 1).rules[1]?.remaining).toBe(98)
   })
 })
+
+describe('sliding-window refunds', () => {
+  it('gives a charge of the previous window back to the previous window’s count, which weighs less', () => {
+    const clock = manualClock(10_000) // the start of window 1 of 10 s
+    const store = new MemoryStore({ now: clock.now })
+    const rules = [rule('sliding-window', 4, 10_000)]
+    for (let i = 0; i < 4; i++) store.consume('k', rules, 1)
+    clock.advance(15_000) // half-way through window 2: the previous window's 4 count as 2
+    expect(store.consume('k', rules, 2).allowed).toBe(true)
+    expect(store.peek('k', rules, 1).allowed).toBe(false)
+    // One unit charged 12 s ago (window 1) weighs half here, so half a unit comes back: still no room for one.
+    store.refund('k', rules, 1, 12_000)
+    expect(store.peek('k', rules, 1).allowed).toBe(false)
+    // One charged now (window 2) comes back whole.
+    store.refund('k', rules, 1, 0)
+    expect(store.consume('k', rules, 1).allowed).toBe(true)
+    expect(store.peek('k', rules, 1).allowed).toBe(false)
+  })
+
+  it('gives nothing back for a charge older than both counted windows', () => {
+    const clock = manualClock(10_000)
+    const store = new MemoryStore({ now: clock.now })
+    const rules = [rule('sliding-window', 2, 10_000)]
+    store.consume('k', rules, 2)
+    store.refund('k', rules, 2, 25_000)
+    expect(store.peek('k', rules, 1).allowed).toBe(false)
+  })
+})

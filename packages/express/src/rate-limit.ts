@@ -34,7 +34,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
     let decision: MaybePromise<Decision>
     const view = requestView(req, res)
     try {
-      decision = limiter.check(view)
+      decision = limiter.check(view, res)
     } catch (error) {
       next(error) // a user's `key`, `cost` or `skip` function threw: Express's error handlers answer
       return

@@ -110,7 +110,7 @@ function hookFor(limiter: RateLimiter): onRequestHookHandler {
     let decision: MaybePromise<Decision>
     const view = requestView(request, reply)
     try {
-      decision = limiter.check(view)
+      decision = limiter.check(view, reply.raw)
     } catch (error) {
       return done(error as Error) // a user's `key`, `cost` or `skip` function threw: the error handler answers
     }

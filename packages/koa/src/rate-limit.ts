@@ -32,7 +32,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
   function rateLimitMiddleware(ctx: Context, next: Next): Promise<unknown> | undefined {
     // A throw here (a user's `key` or `cost` function) reaches Koa's error handling through koa-compose.
     const view = requestView(ctx)
-    const decision = limiter.check(view)
+    const decision = limiter.check(view, ctx.res)
     if (isPromiseLike(decision)) return decision.then((settled) => apply(settled, ctx, view, next))
     return apply(decision, ctx, view, next)
   }

@@ -35,6 +35,7 @@ const ALGORITHM_CODES: Record<Algorithm, string> = { gcra: 'g', 'fixed-window': 
 const COMMAND_PREFIX = `breakwaterRateLimit_${createHash('sha1').update(RATE_LIMIT_LUA).digest('hex').slice(0, 10)}_`
 const CHARGE = '1'
 const REPORT = '0'
+const REFUND = '2'
 /**
  * Most consumes coalesced into one script call. Bounds the script's run time (Redis is single-threaded) and
  * the reply size; a full batch is sent at once and the next one starts.
@@ -49,6 +50,16 @@ interface Batch {
   readonly costs: number[]
   readonly resolves: Array<(result: RateLimitResult) => void>
   readonly rejects: Array<(error: unknown) => void>
+}
+
+/** A refund waiting for the end of the event-loop turn. */
+interface Refund {
+  readonly key: string
+  readonly rules: readonly ResolvedRule[]
+  readonly cost: number
+  readonly chargedMsAgo: number
+  readonly resolve: () => void
+  readonly reject: (error: unknown) => void
 }
 
 const plans = new WeakMap<readonly ResolvedRule[], Plan>()
@@ -86,12 +97,19 @@ export class RedisStore implements RateLimitStore {
    * ioredis's auto-pipelining, which groups commands by node.
    */
   readonly #ownPipelining: boolean
+  /** Refunds waiting for the end of this event-loop turn: sent after the turn's consumes, in the same pipeline. */
+  #refunds: Refund[] = []
   #flushScheduled = false
   readonly #flush = (): void => {
     this.#flushScheduled = false
     const batches = this.#batches
-    if (batches.size > 1 && this.#ownPipelining) this.#sendPipelined(batches)
-    else for (const batch of batches.values()) this.#send(batch)
+    const refunds = this.#refunds
+    if (refunds.length > 0) this.#refunds = []
+    if (batches.size + refunds.length > 1 && this.#ownPipelining) this.#sendPipelined(batches, refunds)
+    else {
+      for (const batch of batches.values()) this.#send(batch)
+      for (const refund of refunds) this.#sendRefund(refund)
+    }
     batches.clear()
   }
 
@@ -121,12 +139,7 @@ export class RedisStore implements RateLimitStore {
     if (batch === undefined) {
       batch = { key, rules, costs: [], resolves: [], rejects: [] }
       batches.set(key, batch)
-      if (!this.#flushScheduled) {
-        this.#flushScheduled = true
-        // setImmediate, not a microtask: it runs after the poll phase, so it gathers every request read in this
-        // turn (ioredis's auto-pipelining waits for the same moment).
-        setImmediate(this.#flush)
-      }
+      this.#scheduleFlush()
     }
     const pending = batch
     const costs = pending.costs
@@ -146,6 +159,44 @@ export class RedisStore implements RateLimitStore {
     const plan = planOf(rules)
     this.#sendWaiting(key)
     return this.#command(n)(this.#keys(key, plan), REPORT, plan.ruleArgs, cost, 1).then(toResult)
+  }
+
+  /**
+   * Give back `cost` units charged `chargedMsAgo` ms ago to every rule of `key`, in one script call on Redis's
+   * clock (the same script as consume, so the same hash tag and TIME rules). Sent at the end of this event-loop
+   * turn, after the turn's consumes and in the same pipeline as them (one write for all), so a refund never
+   * overtakes the charge it gives back.
+   */
+  refund(key: string, rules: readonly ResolvedRule[], cost: number, chargedMsAgo: number): Promise<void> {
+    if (rules.length === 0 || cost <= 0) return Promise.resolve()
+    return new Promise<void>((resolve, reject) => {
+      this.#refunds.push({ key, rules, cost, chargedMsAgo: Math.max(0, chargedMsAgo), resolve, reject })
+      this.#scheduleFlush()
+    })
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return
+    this.#flushScheduled = true
+    // setImmediate, not a microtask: it runs after the poll phase, so it gathers every request read in this
+    // turn (ioredis's auto-pipelining waits for the same moment).
+    setImmediate(this.#flush)
+  }
+
+  #refundArgs(refund: Refund): unknown[] {
+    const plan = planOf(refund.rules)
+    return [this.#keys(refund.key, plan), REFUND, plan.ruleArgs, refund.cost, refund.chargedMsAgo]
+  }
+
+  #sendRefund(refund: Refund): void {
+    let sent: Promise<unknown>
+    try {
+      sent = this.#command(refund.rules.length)(...this.#refundArgs(refund))
+    } catch (error) {
+      refund.reject(error)
+      return
+    }
+    sent.then(() => refund.resolve(), refund.reject)
   }
 
   /** Delete the state of every rule of `key` (one DEL: the keys share a slot). */
@@ -180,12 +231,18 @@ export class RedisStore implements RateLimitStore {
     )
   }
 
-  /** Several keys' batches in one pipeline: one write and one read for all of them. */
-  #sendPipelined(batches: Map<string, Batch>): void {
+  /** Several keys' batches, then the turn's refunds, in one pipeline: one write and one read for all of them. */
+  #sendPipelined(batches: Map<string, Batch>, refunds: readonly Refund[]): void {
     const list = [...batches.values()]
+    const failAll = (error: unknown): void => {
+      for (const batch of list) rejectAll(batch, error)
+      for (const refund of refunds) refund.reject(error)
+    }
     let exec: Promise<Array<[Error | null, unknown]> | null>
     try {
-      for (const batch of list) this.#command(batch.rules.length) // defined before the pipeline copies them
+      // Defined before the pipeline copies them.
+      for (const batch of list) this.#command(batch.rules.length)
+      for (const refund of refunds) this.#command(refund.rules.length)
       const pipeline = (this.#client as Redis).pipeline() as unknown as Record<string, ScriptCommand> & {
         exec(): Promise<Array<[Error | null, unknown]> | null>
       }
@@ -193,25 +250,32 @@ export class RedisStore implements RateLimitStore {
         const command = pipeline[COMMAND_PREFIX + batch.rules.length] as ScriptCommand
         command.apply(pipeline, this.#argsOf(batch))
       }
+      for (const refund of refunds) {
+        const command = pipeline[COMMAND_PREFIX + refund.rules.length] as ScriptCommand
+        command.apply(pipeline, this.#refundArgs(refund))
+      }
       exec = pipeline.exec()
     } catch (error) {
-      for (const batch of list) rejectAll(batch, error)
+      failAll(error)
       return
     }
-    exec.then(
-      (results) => {
-        for (let i = 0; i < list.length; i++) {
-          const batch = list[i] as Batch
-          const result = results?.[i]
-          if (result === undefined) rejectAll(batch, new Error('The pipeline of rate-limit scripts was discarded'))
-          else if (result[0] !== null) rejectAll(batch, result[0])
-          else settle(batch, result[1])
-        }
-      },
-      (error: unknown) => {
-        for (const batch of list) rejectAll(batch, error)
-      },
-    )
+    exec.then((results) => {
+      const discarded = new Error('The pipeline of rate-limit scripts was discarded')
+      for (let i = 0; i < list.length; i++) {
+        const batch = list[i] as Batch
+        const result = results?.[i]
+        if (result === undefined) rejectAll(batch, discarded)
+        else if (result[0] !== null) rejectAll(batch, result[0])
+        else settle(batch, result[1])
+      }
+      for (let i = 0; i < refunds.length; i++) {
+        const refund = refunds[i] as Refund
+        const result = results?.[list.length + i]
+        if (result === undefined) refund.reject(discarded)
+        else if (result[0] !== null) refund.reject(result[0])
+        else refund.resolve()
+      }
+    }, failAll)
   }
 
   /**

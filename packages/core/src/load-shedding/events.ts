@@ -26,6 +26,8 @@ export interface LoadSheddingDecisionEvent {
   queued: number
   /** Seconds spent in the queue (0 when it never waited). */
   waitSeconds: number
+  /** Decided in dry run (`dryRun`): a `queued` or `shed` outcome was not enforced, and the request was admitted. */
+  dryRun: boolean
   request: RequestView | undefined
 }
 

@@ -57,6 +57,12 @@ export interface LoadSheddingOptions {
   clock?: Clock
   /** Uniform random numbers in [0, 1) for jitter and pressure ramps; inject one in tests. Default `Math.random`. */
   random?: () => number
+  /**
+   * Decide and report as when enforcing — the decision events carry `dryRun: true` — but admit every request
+   * `admit` would have queued or shed (it then holds a permit like any other). `true`, or a function of the
+   * request. `overloadState()` is not raised by decisions not enforced. Default `false`.
+   */
+  dryRun?: boolean | ((request: RequestView) => boolean)
 }
 
 /** What a readiness probe reads: cheap and synchronous. */
@@ -222,6 +228,9 @@ class Shedder implements LoadShedder {
   #lastShedAt = Number.NEGATIVE_INFINITY
   readonly #classify: ((request: RequestView) => Priority | undefined) | undefined
   readonly #excluded: ((request: RequestView) => boolean) | undefined
+  readonly #dryRun: boolean | ((request: RequestView) => boolean)
+  /** True while `admit` decides a request in dry run: its events say so. */
+  #deciding = false
   readonly #monitor: PressureMonitor | undefined
   readonly #rejections: readonly RejectDecision[]
   readonly #now: Clock
@@ -276,6 +285,11 @@ class Shedder implements LoadShedder {
     }
     this.#classify = options.priority
     this.#excluded = compileExclude(options.exclude)
+    const dryRun = options.dryRun ?? false
+    if (typeof dryRun !== 'boolean' && typeof dryRun !== 'function') {
+      throw new InvalidOptionError('dryRun', dryRun, 'a boolean or a function of the request')
+    }
+    this.#dryRun = dryRun
     this.#now = options.clock ?? monotonicNow
     if (typeof this.#now !== 'function') throw new InvalidOptionError('clock', options.clock, 'a function')
     this.#random = options.random ?? Math.random
@@ -341,7 +355,12 @@ class Shedder implements LoadShedder {
   }
 
   get wantsRequest(): boolean {
-    return this.#excluded !== undefined || this.#classify !== undefined || channels.loadSheddingDecision.hasSubscribers
+    return (
+      this.#excluded !== undefined ||
+      this.#classify !== undefined ||
+      typeof this.#dryRun === 'function' ||
+      channels.loadSheddingDecision.hasSubscribers
+    )
   }
 
   admit(
@@ -359,9 +378,17 @@ class Shedder implements LoadShedder {
     }
     const level = this.#priorityOf(request, priority)
     const reason = this.#refusal(level)
-    if (reason === undefined) {
+    const dryRun = reason !== undefined && this.#inDryRun(request)
+    if (reason === undefined || dryRun) {
+      this.#deciding = dryRun
+      // Reported as enforcement would decide it (queued or shed), then admitted all the same.
+      if (dryRun && channels.loadSheddingDecision.hasSubscribers) {
+        const queued = reason === 'limit' && this.#queueSize > 0
+        this.#publish(queued ? 'queued' : 'shed', queued ? undefined : reason, level, request, 0)
+      }
       const ticket = new Ticket(this, level, request, -1)
       this.#hold(ticket)
+      this.#deciding = false
       if (settledByHandler) slots[this.#key] = ticket
       else this.#watch(res, slots, ticket)
       return CONTINUE
@@ -450,6 +477,11 @@ class Shedder implements LoadShedder {
   #priorityOf(request: RequestView | undefined, given: Priority | undefined): number {
     if (given !== undefined) return toLevel(given)
     return this.#classify === undefined || request === undefined ? NORMAL : toLevel(this.#classify(request))
+  }
+
+  #inDryRun(request: RequestView | undefined): boolean {
+    const dryRun = this.#dryRun
+    return typeof dryRun === 'boolean' ? dryRun : request !== undefined && dryRun(request) === true
   }
 
   /** Why a request of this priority cannot run now, or `undefined` when it can. */
@@ -712,6 +744,7 @@ class Shedder implements LoadShedder {
       inflight: this.#inflight,
       queued: this.#queued,
       waitSeconds: waitMs / 1000,
+      dryRun: this.#deciding,
       request,
     } satisfies LoadSheddingDecisionEvent)
   }

@@ -155,3 +155,50 @@ function slidingRetryAfter(
   if (current + cost <= limit) return Math.max(1, Math.ceil(untilRoll))
   return Math.ceil(untilRoll + window * (1 - (limit - cost) / current))
 }
+
+/**
+ * Give back `cost` units charged `chargedMsAgo` ago, from state `s0, s1, s2` at `now`; writes the new state into
+ * `out.next*` and its expiry into `out.expiresAt` (only those fields). Never below an empty state, and never
+ * into a window the charge was not counted in: `chargedMsAgo` is measured from before the charge was sent, so
+ * the charge looks older than it was, and a charge near a window boundary is refunded less, never more.
+ */
+export function refund(
+  rule: ResolvedRule,
+  s0: number,
+  s1: number,
+  s2: number,
+  now: number,
+  cost: number,
+  chargedMsAgo: number,
+  out: Evaluation,
+): Evaluation {
+  out.next0 = s0
+  out.next1 = s1
+  out.next2 = s2
+  switch (rule.algorithm) {
+    case 'gcra': {
+      // Units are interchangeable in a bucket: move the arrival time back, but never before now (a full bucket).
+      const tat = Math.max(now, s0 - (rule.windowMs / rule.limit) * cost)
+      out.next0 = tat
+      out.expiresAt = tat
+      return out
+    }
+    case 'fixed-window': {
+      const windowEnd = s0
+      // The window began no later than the charge: its start is `left - windowMs` ms from now, the charge's -ago.
+      const left = windowEnd - now
+      if (left > 0 && left - rule.windowMs <= EPSILON - chargedMsAgo) out.next1 = Math.max(0, s1 - cost)
+      out.expiresAt = windowEnd
+      return out
+    }
+    default: {
+      const window = rule.windowMs
+      const chargedIndex = Math.floor((now - chargedMsAgo) / window)
+      // Slot 1 counts window `s0`, slot 2 the one before it.
+      if (chargedIndex === s0) out.next1 = Math.max(0, s1 - cost)
+      else if (chargedIndex === s0 - 1) out.next2 = Math.max(0, s2 - cost)
+      out.expiresAt = (s0 + 2) * window
+      return out
+    }
+  }
+}

@@ -16,7 +16,8 @@ export const HEADER_FORMATS: readonly HeaderFormat[] = ['draft-8', 'draft-7', 'd
 
 type Pair = readonly [string, string]
 
-const seconds = (ms: number): number => (ms <= 0 ? 0 : Math.ceil(ms / 1000))
+/** Whole seconds, rounded up, but not for float noise: `(now + 30000) − now` can be 30000.000000004 ms. */
+const seconds = (ms: number): number => (ms <= 0 ? 0 : Math.ceil(ms / 1000 - 1e-9))
 const windowSeconds = (rule: ResolvedRule): number => Math.max(1, Math.ceil(rule.windowMs / 1000))
 
 /** Writes the headers of one limiter; build once, call per request. */

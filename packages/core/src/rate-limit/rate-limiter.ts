@@ -2,11 +2,19 @@
 // decision, and answers with plain data the adapters send. Synchronous end to end on in-process stores.
 
 import { createHash } from 'node:crypto'
+import type { ServerResponse } from 'node:http'
 import { CONTINUE, type Decision, isPromiseLike, type MaybePromise, type RejectDecision } from '../decision.js'
 import { ErrorCode, InvalidOptionError } from '../errors.js'
-import { channels, publish, publishStoreError, type RateLimitDecisionEvent } from '../events.js'
+import {
+  channels,
+  publish,
+  publishStoreError,
+  type RateLimitDecisionEvent,
+  type RateLimitRefundEvent,
+} from '../events.js'
 import { monotonicNow } from '../internal/clock.js'
 import { evictOverflow } from '../internal/lru.js'
+import { onResponseClose, responseEnded } from '../internal/response.js'
 import { type Duration, duration, nonNegativeNumber, oneOf, positiveInteger } from '../internal/validate.js'
 import { type WarningLogger, warnOnce } from '../internal/warn.js'
 import { PROBLEM_CONTENT_TYPE, type ProblemDetails, ProblemType } from '../problem.js'
@@ -73,13 +81,48 @@ export interface RateLimitOptions extends Partial<RateLimitRule> {
   denyCache?: boolean
   /** Receives one-time configuration warnings. Default `process.emitWarning`. */
   logger?: WarningLogger
+  /**
+   * Give back the charge of a request whose response succeeded (by `requestFailed`), e.g. to count only failed
+   * logins. The charge is taken before the handler and refunded in the store once the response is complete,
+   * one atomic store call (`RateLimitStore.refund`). An aborted response is a failed one, so it stays counted.
+   * Default `false`.
+   */
+  skipSuccessfulRequests?: boolean
+  /**
+   * Give back the charge of a request whose response failed (by `requestFailed`) or was aborted before it was
+   * complete (the client went away). Default `false`.
+   */
+  skipFailedRequests?: boolean
+  /**
+   * Whether a complete response counts as failed, for `skipSuccessfulRequests` / `skipFailedRequests`.
+   * A function that throws counts the request. Default: status ≥ 400.
+   */
+  requestFailed?: (request: RequestView, statusCode: number) => boolean
+  /**
+   * Decide, charge and report exactly as when enforcing — the same events, with `dryRun: true` — but let every
+   * request through: roll a new limit out and watch what it would have limited. `true`, or a function of the
+   * request (`true` = dry run for that request). Default `false`.
+   */
+  dryRun?: boolean | ((request: RequestView) => boolean)
+  /**
+   * Enforce for this percentage of client keys only (0–100); the others run as `dryRun`. Stable per key: a
+   * key is enforced in every process and on every request, and raising the percentage keeps the keys already
+   * enforced. Default `100`.
+   */
+  enforcePercent?: number
+  /** Send the rate-limit headers on requests decided in dry run (never `Retry-After`). Default `false`. */
+  dryRunHeaders?: boolean
 }
 
 /** A rate limiter usable with or without HTTP. */
 export interface RateLimiter {
   readonly id: string
-  /** Decide one request: charge it and answer `continue` (with headers) or `reject` (429 problem). */
-  check(request: RequestView): MaybePromise<Decision>
+  /**
+   * Decide one request: charge it and answer `continue` (with headers) or `reject` (429 problem). With
+   * `skipSuccessfulRequests` / `skipFailedRequests`, pass the request's node:http `response` too: the charge is
+   * given back when it closes, if the request turned out not to count.
+   */
+  check(request: RequestView, response?: ServerResponse): MaybePromise<Decision>
   /** Charge `cost` units against `key` (a client key as the `key` option produces it). */
   consume(key: string, cost?: number, request?: RequestView): Promise<RateLimitResult>
   /** What `consume` would answer, without charging. */
@@ -159,6 +202,43 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
     throw new InvalidOptionError('message', message, 'a string or a function')
   }
   const logger = options.logger
+  const skipSuccessful = options.skipSuccessfulRequests ?? false
+  if (typeof skipSuccessful !== 'boolean') {
+    throw new InvalidOptionError('skipSuccessfulRequests', skipSuccessful, 'a boolean')
+  }
+  const skipFailed = options.skipFailedRequests ?? false
+  if (typeof skipFailed !== 'boolean') throw new InvalidOptionError('skipFailedRequests', skipFailed, 'a boolean')
+  const requestFailed = options.requestFailed ?? statusFailed
+  if (typeof requestFailed !== 'function') {
+    throw new InvalidOptionError('requestFailed', requestFailed, 'a function of the request and the status code')
+  }
+  const dryRunOption = options.dryRun ?? false
+  if (typeof dryRunOption !== 'boolean' && typeof dryRunOption !== 'function') {
+    throw new InvalidOptionError('dryRun', dryRunOption, 'a boolean or a function of the request')
+  }
+  const enforcePercent = options.enforcePercent ?? 100
+  if (typeof enforcePercent !== 'number' || !(enforcePercent >= 0 && enforcePercent <= 100)) {
+    throw new InvalidOptionError('enforcePercent', enforcePercent, 'a number from 0 to 100')
+  }
+  const dryRunHeaders = options.dryRunHeaders ?? false
+  if (typeof dryRunHeaders !== 'boolean') throw new InvalidOptionError('dryRunHeaders', dryRunHeaders, 'a boolean')
+  /** Whether a request is decided in dry run; constant `false` (no call) unless a dry-run option is set. */
+  const inDryRun: ((request: RequestView | undefined, clientKey: string) => boolean) | undefined =
+    dryRunOption === true
+      ? () => true
+      : dryRunOption === false && enforcePercent >= 100
+        ? undefined
+        : (request, clientKey) =>
+            (typeof dryRunOption === 'function' && request !== undefined && dryRunOption(request) === true) ||
+            (enforcePercent < 100 && keyPercentile(clientKey) >= enforcePercent)
+  const refunds = skipSuccessful || skipFailed
+  if (refunds && typeof store.refund !== 'function') {
+    throw new InvalidOptionError(
+      'store',
+      store,
+      'a RateLimitStore with refund() (skipSuccessfulRequests / skipFailedRequests give charges back)',
+    )
+  }
   const partitionKey = options.partitionKey === true
   const local = store.local === true
   const denyCacheEnabled = !local && options.denyCache !== false
@@ -273,9 +353,11 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
     clientKey: string,
     resolved: readonly ResolvedRule[],
     units: number,
+    response: ServerResponse | undefined,
   ): MaybePromise<Decision> => {
     const key = namespaced(clientKey)
-    const started = guard === undefined ? 0 : monotonicNow()
+    // A refund needs the time the charge was sent, even on an in-process store.
+    const started = guard === undefined && response === undefined ? 0 : monotonicNow()
     if (denyCacheEnabled && denied.size > 0) {
       const hit = denied.get(key)
       if (hit !== undefined) {
@@ -292,14 +374,80 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
       pending = callStore('consume', key, resolved, units)
     } catch (error) {
       // Only in-process stores throw synchronously; treat it like any other store failure.
-      return failed(error, { request, clientKey, key, resolved, units, started })
+      return failed(error, { request, clientKey, key, resolved, units, started, response })
     }
     // In-process stores answer in this turn: no closure is made for them.
-    if (!isPromiseLike(pending)) return finish(pending, request, clientKey, key, resolved, units, started)
+    if (!isPromiseLike(pending)) {
+      if (response !== undefined) watchRefund(pending, response, request, store, key, resolved, units, started)
+      return finish(pending, request, clientKey, key, resolved, units, started)
+    }
     return pending.then(
-      (result) => finish(result, request, clientKey, key, resolved, units, started),
-      (error: unknown) => failed(error, { request, clientKey, key, resolved, units, started }),
+      (result) => {
+        if (response !== undefined) watchRefund(result, response, request, store, key, resolved, units, started)
+        return finish(result, request, clientKey, key, resolved, units, started)
+      },
+      (error: unknown) => failed(error, { request, clientKey, key, resolved, units, started, response }),
     )
+  }
+
+  /**
+   * After a charge that may not count (`skipSuccessfulRequests` / `skipFailedRequests`), give it back to the
+   * store that took it once `response` closes, if the request turned out not to count. One listener per charged
+   * request, and `close` fires once: a charge is refunded at most once.
+   */
+  const watchRefund = (
+    result: RateLimitResult,
+    response: ServerResponse,
+    request: RequestView | undefined,
+    charged: RateLimitStore,
+    key: string,
+    resolved: readonly ResolvedRule[],
+    units: number,
+    chargedAt: number,
+  ): void => {
+    if (!result.allowed || units === 0 || typeof charged.refund !== 'function') return
+    onResponseClose(response, () => {
+      if (!countsAsSkipped(response, request)) return
+      const started = monotonicNow()
+      const run = () =>
+        (charged.refund as NonNullable<RateLimitStore['refund']>)(key, resolved, units, started - chargedAt)
+      let pending: MaybePromise<void>
+      try {
+        pending = guard !== undefined && charged === store ? guard.run('refund', run) : run()
+      } catch (error) {
+        refundLost(error, started)
+        return
+      }
+      if (isPromiseLike(pending)) pending.then(refunded, (error: unknown) => refundLost(error, started))
+      else refunded()
+    })
+  }
+
+  /** Whether a closed response's request is one the options skip: aborted ones are failed ones. */
+  const countsAsSkipped = (response: ServerResponse, request: RequestView | undefined): boolean => {
+    if (!responseEnded(response)) return skipFailed
+    let failedResponse: boolean
+    try {
+      // Responses are watched only from check(), which always has the request.
+      failedResponse = requestFailed(request as RequestView, response.statusCode) === true
+    } catch {
+      return false // a throwing predicate counts the request
+    }
+    return failedResponse ? skipFailed : skipSuccessful
+  }
+
+  const refunded = (): void => {
+    if (channels.rateLimitRefund.hasSubscribers) {
+      publish(channels.rateLimitRefund, { policy: id, outcome: 'refunded' } satisfies RateLimitRefundEvent)
+    }
+  }
+
+  /** A refund that failed or timed out is not retried: the request stays counted, whatever `onStoreError` says. */
+  const refundLost = (error: unknown, started: number): void => {
+    publishStoreError(id, 'refund', error, 'fail-closed', (monotonicNow() - started) / 1000)
+    if (channels.rateLimitRefund.hasSubscribers) {
+      publish(channels.rateLimitRefund, { policy: id, outcome: 'store_error' } satisfies RateLimitRefundEvent)
+    }
   }
 
   /** The store's answer (`undefined`: let through after a failure) as a decision; remembers denials. */
@@ -313,7 +461,9 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
     started: number,
   ): Decision => {
     if (result === undefined) {
-      emitDecision(request, clientKey, 'store_error', [], started)
+      if (channels.rateLimitDecision.hasSubscribers) {
+        emitDecision(request, clientKey, 'store_error', [], started, inDryRun?.(request, clientKey) ?? false)
+      }
       return CONTINUE
     }
     if (!result.allowed && denyCacheEnabled && result.retryAfterMs > 0) {
@@ -326,10 +476,20 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
 
   /** A store failure, by the failure policy. Only failures pay for the `attempt` object. */
   const failed = (error: unknown, attempt: Attempt): MaybePromise<Decision> => {
-    const { request, clientKey, key, resolved, units, started } = attempt
+    const { request, clientKey, key, resolved, units, started, response } = attempt
     const outcome = onFailure(error, 'consume', key, resolved, units, started)
-    const conclude = (r: RateLimitResult | undefined | typeof STORE_CLOSED): Decision =>
-      r === STORE_CLOSED ? STORE_CLOSED_DECISION : finish(r, request, clientKey, key, resolved, units, started)
+    const conclude = (r: RateLimitResult | undefined | typeof STORE_CLOSED): Decision => {
+      if (r === STORE_CLOSED) {
+        const dry = inDryRun?.(request, clientKey) ?? false
+        if (channels.rateLimitDecision.hasSubscribers) emitDecision(request, clientKey, 'store_error', [], started, dry)
+        return dry ? CONTINUE : STORE_CLOSED_DECISION
+      }
+      // Only a fallback store charged anything; its charge is the one to give back.
+      if (r !== undefined && response !== undefined && typeof failure === 'object') {
+        watchRefund(r, response, request, failure.fallback, key, resolved, units, started)
+      }
+      return finish(r, request, clientKey, key, resolved, units, started)
+    }
     return isPromiseLike(outcome) ? outcome.then(conclude) : conclude(outcome)
   }
 
@@ -340,14 +500,17 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
     result: RateLimitResult,
     started: number,
   ): Decision => {
+    if (inDryRun?.(request, clientKey) === true) return dryRunDecision(request, clientKey, resolved, result, started)
     const pk = partitionKey ? partitionKeyOf(clientKey) : undefined
     const list = formats.length === 0 && result.allowed ? undefined : headers.write(resolved, result, pk)
     if (result.allowed) {
-      if (channels.rateLimitDecision.hasSubscribers) emitDecision(request, clientKey, 'allowed', [], started)
+      if (channels.rateLimitDecision.hasSubscribers) emitDecision(request, clientKey, 'allowed', [], started, false)
       return list === undefined || list.length === 0 ? CONTINUE : { action: 'continue', headers: list }
     }
-    const violated = resolved.filter((_, i) => result.rules[i]?.allowed === false).map((r) => r.name)
-    if (channels.rateLimitDecision.hasSubscribers) emitDecision(request, clientKey, 'limited', violated, started)
+    const violated = violatedRules(resolved, result)
+    if (channels.rateLimitDecision.hasSubscribers) {
+      emitDecision(request, clientKey, 'limited', violated, started, false)
+    }
     const retry = Math.max(1, Math.ceil(result.retryAfterMs / 1000))
     const detail =
       typeof message === 'function' && request !== undefined
@@ -366,12 +529,31 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
     return rejection(statusCode, list ?? [['Retry-After', String(retry)]], body)
   }
 
+  /** A decision made in dry run: reported as decided, the request let through (with headers if asked). */
+  const dryRunDecision = (
+    request: RequestView | undefined,
+    clientKey: string,
+    resolved: readonly ResolvedRule[],
+    result: RateLimitResult,
+    started: number,
+  ): Decision => {
+    if (channels.rateLimitDecision.hasSubscribers) {
+      const violated = result.allowed ? [] : violatedRules(resolved, result)
+      emitDecision(request, clientKey, result.allowed ? 'allowed' : 'limited', violated, started, true)
+    }
+    if (!dryRunHeaders || formats.length === 0) return CONTINUE
+    const list = headers.write(resolved, result, partitionKey ? partitionKeyOf(clientKey) : undefined)
+    // Nothing is refused, so nothing to retry after.
+    return { action: 'continue', headers: result.allowed ? list : list.filter(([name]) => name !== 'Retry-After') }
+  }
+
   const emitDecision = (
     request: RequestView | undefined,
     clientKey: string,
     outcome: RateLimitDecisionEvent['outcome'],
     violated: readonly string[],
     started: number,
+    dryRun: boolean,
   ): void => {
     if (!channels.rateLimitDecision.hasSubscribers) return
     const event: RateLimitDecisionEvent = {
@@ -380,18 +562,23 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
       violated,
       keyHash: hashKey(clientKey),
       durationSeconds: started === 0 ? 0 : (monotonicNow() - started) / 1000,
+      dryRun,
       request,
     }
     publish(channels.rateLimitDecision, event)
   }
 
-  const check = (request: RequestView): MaybePromise<Decision> => {
+  const check = (request: RequestView, response?: ServerResponse): MaybePromise<Decision> => {
+    // Only a limiter that gives charges back needs the response.
+    const watched = refunds ? response : undefined
     if (skip !== undefined) {
       const skipped = skip(request)
-      if (isPromiseLike(skipped)) return skipped.then((s) => (s ? skippedDecision(request) : admit(request)))
+      if (isPromiseLike(skipped)) {
+        return skipped.then((s) => (s ? skippedDecision(request) : admit(request, watched)))
+      }
       if (skipped) return skippedDecision(request)
     }
-    return admit(request)
+    return admit(request, watched)
   }
 
   const skippedDecision = (request: RequestView): Decision => {
@@ -402,27 +589,32 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
         violated: [],
         keyHash: '',
         durationSeconds: 0,
+        dryRun: dryRunOption === true,
         request,
       } satisfies RateLimitDecisionEvent)
     }
     return CONTINUE
   }
 
-  const admit = (request: RequestView): MaybePromise<Decision> => {
+  const admit = (request: RequestView, response: ServerResponse | undefined): MaybePromise<Decision> => {
     if (allowlist?.has(request.ip ?? '')) return skippedDecision(request)
     const k = keyOf(request)
-    if (isPromiseLike(k)) return k.then((key) => admitKey(request, key))
-    return admitKey(request, k)
+    if (isPromiseLike(k)) return k.then((key) => admitKey(request, key, response))
+    return admitKey(request, k, response)
   }
 
-  const admitKey = (request: RequestView, clientKey: string): MaybePromise<Decision> => {
+  const admitKey = (
+    request: RequestView,
+    clientKey: string,
+    response: ServerResponse | undefined,
+  ): MaybePromise<Decision> => {
     if (allowlist?.has(clientKey)) return skippedDecision(request)
     const resolved = resolveRules(request)
     const units = resolveCost(request)
     if (isPromiseLike(resolved) || isPromiseLike(units)) {
-      return Promise.all([resolved, units]).then(([r, u]) => decide(request, clientKey, r, u))
+      return Promise.all([resolved, units]).then(([r, u]) => decide(request, clientKey, r, u, response))
     }
-    return decide(request, clientKey, resolved, units)
+    return decide(request, clientKey, resolved, units, response)
   }
 
   const direct = async (
@@ -469,6 +661,8 @@ interface Attempt {
   readonly resolved: readonly ResolvedRule[]
   readonly units: number
   readonly started: number
+  /** Watched for a refund (only with skipSuccessfulRequests / skipFailedRequests). */
+  readonly response: ServerResponse | undefined
 }
 
 /** The failure policy's answer "refuse the request". */
@@ -492,6 +686,28 @@ function agedResult(result: RateLimitResult, retryAfterMs: number): RateLimitRes
     retryAfterMs,
     rules: result.rules.map((r) => (r.allowed ? r : { allowed: false, remaining: r.remaining, resetMs: retryAfterMs })),
   }
+}
+
+function violatedRules(resolved: readonly ResolvedRule[], result: RateLimitResult): string[] {
+  return resolved.filter((_, i) => result.rules[i]?.allowed === false).map((r) => r.name)
+}
+
+/**
+ * Where a client key falls in 0–100 (two decimals), the same in every process: FNV-1a over its UTF-16 units.
+ * A key under `enforcePercent` is enforced, so raising the percentage only adds keys.
+ */
+function keyPercentile(clientKey: string): number {
+  let hash = 0x811c9dc5
+  for (let i = 0; i < clientKey.length; i++) {
+    hash ^= clientKey.charCodeAt(i)
+    hash = Math.imul(hash, 0x01000193)
+  }
+  return ((hash >>> 0) % 10_000) / 100
+}
+
+/** The default `requestFailed`: an HTTP error status. */
+function statusFailed(_request: RequestView, statusCode: number): boolean {
+  return statusCode >= 400
 }
 
 function partitionKeyOf(clientKey: string): string {

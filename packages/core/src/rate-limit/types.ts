@@ -54,6 +54,14 @@ export interface RateLimitStore {
   consume(key: string, rules: readonly ResolvedRule[], cost: number): MaybePromise<RateLimitResult>
   /** Report what `consume(key, rules, cost)` would decide, without charging anything. */
   peek(key: string, rules: readonly ResolvedRule[], cost: number): MaybePromise<RateLimitResult>
+  /**
+   * Give back `cost` units that `consume(key, rules, cost)` charged `chargedMsAgo` ms ago (measured from before
+   * that call was sent), to every rule, atomically: a request that turned out not to count (see
+   * `skipSuccessfulRequests` / `skipFailedRequests`). Never below an empty state, and never into a window the
+   * charge was not counted in (a charge near a window boundary is given back less, never more). Called at most
+   * once per charge. Optional: a limiter with refunds refuses a store without it.
+   */
+  refund?(key: string, rules: readonly ResolvedRule[], cost: number, chargedMsAgo: number): MaybePromise<void>
   /** Forget every rule's state for `key`. */
   reset(key: string, rules: readonly ResolvedRule[]): MaybePromise<void>
   /** Release resources owned by the store (never the user's connections). */

@@ -4,7 +4,7 @@
 import { InvalidOptionError } from '../errors.js'
 import { type Clock, monotonicNow } from '../internal/clock.js'
 import { positiveInteger } from '../internal/validate.js'
-import { type Evaluation, evaluate } from '../rate-limit/algorithms.js'
+import { type Evaluation, evaluate, refund } from '../rate-limit/algorithms.js'
 import type { RateLimitResult, RateLimitStore, ResolvedRule, RuleResult } from '../rate-limit/types.js'
 
 /** Options of {@link MemoryStore}. */
@@ -63,6 +63,36 @@ export class MemoryStore implements RateLimitStore {
 
   peek(key: string, rules: readonly ResolvedRule[], cost: number): RateLimitResult {
     return this.#decide(key, rules, cost, false)
+  }
+
+  /**
+   * Give back `cost` units of a charge made `chargedMsAgo` ago to every rule of `key`: never below empty, never
+   * into a window the charge was not counted in. Expired or unknown state has nothing to give back.
+   */
+  refund(key: string, rules: readonly ResolvedRule[], cost: number, chargedMsAgo: number): void {
+    const entry = this.#entries.get(key)
+    const now = this.#now()
+    if (entry === undefined || now >= entry.expiresAt || entry.state.length !== rules.length * 3 || cost <= 0) return
+    const state = entry.state
+    let expiresAt = 0
+    for (let i = 0; i < rules.length; i++) {
+      const o = i * 3
+      const e = refund(
+        rules[i] as ResolvedRule,
+        state[o] as number,
+        state[o + 1] as number,
+        state[o + 2] as number,
+        now,
+        cost,
+        chargedMsAgo,
+        scratch,
+      )
+      state[o] = e.next0
+      state[o + 1] = e.next1
+      state[o + 2] = e.next2
+      if (e.expiresAt > expiresAt) expiresAt = e.expiresAt
+    }
+    entry.expiresAt = expiresAt
   }
 
   reset(key: string): void {

@@ -2,7 +2,8 @@
 // It mirrors @breakwater/core's rate-limit/algorithms.ts step for step; the store conformance suite holds them together.
 
 /**
- * KEYS[i]: the state of rule i. ARGV[1]: `1` to charge (consume), `0` to only report (peek).
+ * KEYS[i]: the state of rule i. ARGV[1]: `1` to charge (consume), `0` to only report (peek), `2` to refund (then
+ * the rules' four values are followed by the cost and by how many ms ago it was charged; the reply is empty).
  * Then four values per rule: algorithm (`g` gcra, `f` fixed-window, `s` sliding-window), limit, window ms, burst.
  * Then the cost of each request, run-length encoded as pairs `cost, count` (all-equal costs are one pair): the
  * store coalesces concurrent consumes of one key into one call, and the script decides them in order against
@@ -122,8 +123,45 @@ local function store(key, algorithm, s0, s1, s2, ttl)
   redis.call('SET', key, TAGS[algorithm] .. struct.pack(FORMATS[algorithm], s0, s1, s2), 'PX', ttl)
 end
 
-local charge = ARGV[1] == '1'
 local n = #KEYS
+
+if ARGV[1] == '2' then
+  -- A refund: give back ARGV[2 + 4n] units charged ARGV[3 + 4n] ms ago, as refund() in algorithms.ts does.
+  local cost = tonumber(ARGV[2 + 4 * n])
+  local ago = tonumber(ARGV[3 + 4 * n])
+  local stored = redis.call('MGET', unpack(KEYS))
+  for i = 1, n do
+    local a = 2 + (i - 1) * 4
+    local algorithm, limit, window = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+    local s0, s1, s2 = load(stored[i], algorithm)
+    if algorithm == 'g' then
+      local behind = s0 - now
+      if behind > 0 then
+        behind = behind - (window / limit) * cost
+        if behind > 0 then store(KEYS[i], algorithm, now + behind, 0, 0, behind) else redis.call('DEL', KEYS[i]) end
+      end
+    elseif algorithm == 'f' then
+      local left = s0 - now
+      if left > 0 then
+        -- The window began no later than the charge (its start is left - window ms from now, the charge -ago).
+        if left - window <= EPSILON - ago then s1 = math.max(0, s1 - cost) end
+        store(KEYS[i], algorithm, s0, s1, s2, left)
+      end
+    elseif stored[i] then
+      local charged_index = math.floor((now - ago) / window)
+      if charged_index == s0 then
+        s1 = math.max(0, s1 - cost)
+      elseif charged_index == s0 - 1 then
+        s2 = math.max(0, s2 - cost)
+      end
+      local ttl = (s0 + 2) * window - now
+      if ttl > 0 then store(KEYS[i], algorithm, s0, s1, s2, ttl) end
+    end
+  end
+  return {}
+end
+
+local charge = ARGV[1] == '1'
 local first = 2 + 4 * n
 local last = #ARGV
 local reply = {}
