@@ -99,13 +99,7 @@ export async function startTracedApp(framework: Framework, tracer: Tracer): Prom
     return serve(createServer(traced(tracer, app)), work)
   }
   if (framework === 'fastify') {
-    let server: Server | undefined
-    const app = Fastify({
-      serverFactory: (handler) => {
-        server = createServer(traced(tracer, handler))
-        return server
-      },
-    })
+    const app = Fastify({ serverFactory: (handler) => createServer(traced(tracer, handler)) })
     await app.register(fastifyRateLimit, { global: false })
     await app.register(fastifyTimeout, { timeoutMs: 10_000 })
     app.get('/limited', { config: { rateLimit: LIMIT } }, async () => ({ ok: true }))
@@ -120,7 +114,7 @@ export async function startTracedApp(framework: Framework, tracer: Tracer): Prom
       })
     })
     await app.listen({ host: '127.0.0.1', port: 0 })
-    const { port } = server?.address() as AddressInfo
+    const { port } = app.server.address() as AddressInfo
     return { url: `http://127.0.0.1:${port}`, release: work.release, close: () => app.close() }
   }
   const app = new Koa()
