@@ -20,8 +20,11 @@ import { RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis
 import Router from '@koa/router'
 import { Redis } from 'ioredis'
 import Koa from 'koa'
+import { METRICS_CONTENT_TYPE, startMetrics } from './metrics.js'
 
 const port = Number(process.env.PORT ?? 3000)
+// OTEL=prometheus: OpenTelemetry metrics of every policy, served at GET /metrics (see metrics.js).
+const renderMetrics = await startMetrics()
 
 // REDIS_URL set: limits shared by every instance, in Redis. The recommended client settings make a dead Redis
 // fail fast (then the limiter's onStoreError policy applies) instead of queueing requests behind it.
@@ -78,6 +81,13 @@ const probes = health({
   authorize: (request) => healthToken !== '' && request.header('authorization') === `Bearer ${healthToken}`,
 })
 app.use(probes)
+if (renderMetrics) {
+  app.use(async (ctx, next) => {
+    if (ctx.method !== 'GET' || ctx.path !== '/metrics') return next()
+    ctx.type = METRICS_CONTENT_TYPE
+    ctx.body = await renderMetrics()
+  })
+}
 
 // Every request gets a deadline and one AbortSignal (ctx.breakwater.signal); routes may set their own budget.
 app.use(timeout({ timeoutMs: '10s' }))
