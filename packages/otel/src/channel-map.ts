@@ -127,7 +127,8 @@ function rateLimitDecision(message: unknown, ctx: HandlerContext): void {
   const key = event.policy + SEP + event.outcome + SEP + (dryRun ? '1' : '') + SEP + route
   const series = table.find(key) ?? table.add(key, outcomeAttributes(event.policy, event.outcome, dryRun, route))
   series.value++
-  if (event.outcome !== 'skipped') {
+  // Core times only calls to a remote store (0 otherwise): in-process decisions have no store latency to record.
+  if (event.durationSeconds > 0) {
     ctx.instruments.histograms.rateLimitDuration.record(event.durationSeconds, series.attributes)
   }
   const span = targetSpan(ctx, event.request)

@@ -156,7 +156,8 @@ export const HISTOGRAMS = {
   rateLimitDuration: {
     name: 'breakwater.rate_limit.decision.duration',
     unit: 's',
-    description: 'Time to decide a rate-limited request: the store call (skipped requests are not recorded).',
+    description:
+      'Time a rate-limit decision spent in a remote store (in-process stores and skipped requests: not recorded).',
     buckets: DECISION_BUCKETS,
   },
   idempotencyDuration: {

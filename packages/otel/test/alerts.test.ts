@@ -34,7 +34,8 @@ const REQUIRED = {
   'readiness failing': 'BreakwaterReadinessFailing',
 }
 
-describe('Prometheus alert rules', () => {
+// promtool runs real rule evaluations: seconds on a busy machine.
+describe('Prometheus alert rules', { timeout: 60_000 }, () => {
   it('pass promtool check rules', async () => {
     const output = await promtool(['check', 'rules', 'prometheus-rules.yaml'], alertsDir)
     expect(output).toContain(`SUCCESS: ${alerts.size} rules found`)

@@ -1,6 +1,13 @@
 import diagnostics from 'node:diagnostics_channel'
 import { readFileSync } from 'node:fs'
-import { channels, createRateLimiter, isInvalidOptionError, type RequestView } from '@breakwater/core'
+import {
+  channels,
+  createRateLimiter,
+  isInvalidOptionError,
+  MemoryStore,
+  type RateLimitStore,
+  type RequestView,
+} from '@breakwater/core'
 import { type Attributes, type MeterProvider, metrics } from '@opentelemetry/api'
 import { afterEach, describe, expect, it } from 'vitest'
 import { CHANNEL_HANDLERS } from '../src/channel-map.js'
@@ -29,6 +36,16 @@ const OUTBOUND_CHANNELS = [
 /** A plain request view, as an adapter builds one. */
 function view(ip = '192.0.2.1'): RequestView {
   return { method: 'GET', path: '/', ip, header: () => undefined, signal: new AbortController().signal }
+}
+
+/** A store that is not in-process (as Redis is not), so core times its calls: a MemoryStore behind promises. */
+function remoteStore(): RateLimitStore {
+  const memory = new MemoryStore()
+  return {
+    consume: async (key, rules, cost) => memory.consume(key, rules, cost),
+    peek: async (key, rules, cost) => memory.peek(key, rules, cost),
+    reset: async (key, rules) => memory.reset(key, rules),
+  }
 }
 
 let meter: TestMeter | undefined
@@ -70,16 +87,26 @@ describe('channel coverage', () => {
 })
 
 describe('metrics from core’s decisions', () => {
-  it('counts 5 allowed and 3 limited requests of a rate limiter, with store durations', async () => {
+  it('counts 5 allowed and 3 limited requests of a rate limiter, and times the remote store calls', async () => {
     const { collect } = install()
-    const limiter = createRateLimiter({ id: 'api', limit: 5, windowMs: 60_000 })
+    const limiter = createRateLimiter({ id: 'api', limit: 5, windowMs: 60_000, store: remoteStore() })
     const request = view('198.51.100.7')
     for (let i = 0; i < 8; i++) await limiter.check(request)
     const data = await collect()
     const name = COUNTERS.rateLimitRequests.name
     expect(sumOf(data, name, { 'breakwater.policy': 'api', 'breakwater.outcome': 'allowed' })).toBe(5)
     expect(sumOf(data, name, { 'breakwater.policy': 'api', 'breakwater.outcome': 'limited' })).toBe(3)
-    expect(histogramCount(data, HISTOGRAMS.rateLimitDuration.name, { 'breakwater.policy': 'api' })).toBe(8)
+    // Allowed requests each asked the store; limited ones may be answered by core's denial cache, untimed.
+    expect(histogramCount(data, HISTOGRAMS.rateLimitDuration.name, { 'breakwater.outcome': 'allowed' })).toBe(5)
+  })
+
+  it('records no store latency for an in-process store, which core does not time', async () => {
+    const { collect } = install()
+    const limiter = createRateLimiter({ id: 'local', limit: 5, windowMs: 60_000 })
+    for (let i = 0; i < 3; i++) await limiter.check(view())
+    const data = await collect()
+    expect(sumOf(data, COUNTERS.rateLimitRequests.name, { 'breakwater.policy': 'local' })).toBe(3)
+    expect(histogramCount(data, HISTOGRAMS.rateLimitDuration.name, { 'breakwater.policy': 'local' })).toBe(0)
   })
 
   it('never records a client key, IP or key hash as an attribute', async () => {
@@ -94,7 +121,7 @@ describe('metrics from core’s decisions', () => {
 
   it('declares seconds and {request} units, and bucket advice on every histogram', async () => {
     const { collect } = install()
-    const limiter = createRateLimiter({ id: 'units', limit: 1, windowMs: 60_000 })
+    const limiter = createRateLimiter({ id: 'units', limit: 1, windowMs: 60_000, store: remoteStore() })
     await limiter.check(view())
     const data = await collect()
     const counter = data.find((m) => m.descriptor.name === COUNTERS.rateLimitRequests.name)
