@@ -123,10 +123,7 @@ function rateLimitDecision(message: unknown, ctx: HandlerContext): void {
   const event = message as RateLimitDecisionEvent & { dryRun?: boolean }
   const dryRun = event.dryRun === true
   const route = routeOf(ctx, event.request)
-  const table = ctx.instruments.counts.rateLimitRequests
-  const key = event.policy + SEP + event.outcome + SEP + (dryRun ? '1' : '') + SEP + route
-  const series = table.find(key) ?? table.add(key, outcomeAttributes(event.policy, event.outcome, dryRun, route))
-  series.value++
+  const series = countRequest(ctx.instruments.counts.rateLimitRequests, event.policy, event.outcome, dryRun, route)
   // Core times only calls to a remote store (0 otherwise): in-process decisions have no store latency to record.
   if (event.durationSeconds > 0) {
     ctx.instruments.histograms.rateLimitDuration.record(event.durationSeconds, series.attributes)
@@ -139,6 +136,14 @@ function rateLimitDecision(message: unknown, ctx: HandlerContext): void {
   }
   if (dryRun) attributes['breakwater.rate_limit.dry_run'] = true
   annotate(ctx, span, 'breakwater.rate_limit.decision', attributes)
+}
+
+/** Count one inbound decision of `policy` with `outcome` (dry-run and route apart). */
+function countRequest(table: SeriesTable, policy: string, outcome: string, dryRun: boolean, route: string): Series {
+  const key = policy + SEP + outcome + SEP + (dryRun ? '1' : '') + SEP + route
+  const series = table.find(key) ?? table.add(key, outcomeAttributes(policy, outcome, dryRun, route))
+  series.value++
+  return series
 }
 
 /** `breakwater.policy` and `breakwater.outcome`, with `breakwater.dry_run` and `http.route` when present. */
@@ -196,10 +201,7 @@ function warning(message: unknown, ctx: HandlerContext): void {
 function timeoutDecision(message: unknown, ctx: HandlerContext): void {
   const event = message as TimeoutDecisionEvent
   const route = routeOf(ctx, event.request)
-  const table = ctx.instruments.counts.timeoutRequests
-  const key = event.policy + SEP + event.outcome + SEP + route
-  const series = table.find(key) ?? table.add(key, outcomeAttributes(event.policy, event.outcome, false, route))
-  series.value++
+  countRequest(ctx.instruments.counts.timeoutRequests, event.policy, event.outcome, false, route)
   const span = targetSpan(ctx, event.request)
   if (span === undefined) return
   annotate(ctx, span, 'breakwater.timeout.decision', {
@@ -259,11 +261,13 @@ function shutdownPhase(message: unknown, ctx: HandlerContext): void {
 
 function idempotencyDecision(message: unknown, ctx: HandlerContext): void {
   const event = message as IdempotencyDecisionEvent
-  const route = routeOf(ctx, event.request)
-  const table = ctx.instruments.counts.idempotencyRequests
-  const key = event.policy + SEP + event.outcome + SEP + route
-  const series = table.find(key) ?? table.add(key, outcomeAttributes(event.policy, event.outcome, false, route))
-  series.value++
+  const series = countRequest(
+    ctx.instruments.counts.idempotencyRequests,
+    event.policy,
+    event.outcome,
+    false,
+    routeOf(ctx, event.request),
+  )
   ctx.instruments.histograms.idempotencyDuration.record(event.durationSeconds, series.attributes)
   const span = targetSpan(ctx, event.request)
   if (span === undefined) return

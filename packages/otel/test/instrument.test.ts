@@ -44,7 +44,7 @@ function remoteStore(): RateLimitStore {
   return {
     consume: async (key, rules, cost) => memory.consume(key, rules, cost),
     peek: async (key, rules, cost) => memory.peek(key, rules, cost),
-    reset: async (key, rules) => memory.reset(key, rules),
+    reset: async (key) => memory.reset(key),
   }
 }
 
