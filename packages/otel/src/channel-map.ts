@@ -83,7 +83,6 @@ export interface HandlerContext {
 
 type Handler = (message: unknown, ctx: HandlerContext) => void
 
-const SEP = '\u0000'
 const CIRCUIT_STATES = ['closed', 'open', 'half_open', 'isolated'] as const
 
 function routeOf(ctx: HandlerContext, request: RequestView | undefined): string {
@@ -91,8 +90,8 @@ function routeOf(ctx: HandlerContext, request: RequestView | undefined): string 
 }
 
 /** The server span of the request, when decisions go on spans and there is one recording. */
-function targetSpan(ctx: HandlerContext, request: RequestView | undefined): Span | undefined {
-  return ctx.spanAttributes || ctx.spanEvents ? spanOf(request) : undefined
+function targetSpan(ctx: HandlerContext, request: RequestView | undefined, inContext = true): Span | undefined {
+  return ctx.spanAttributes || ctx.spanEvents ? spanOf(request, inContext) : undefined
 }
 
 /** Put a decision on the server span: attributes, and an event when asked. */
@@ -140,8 +139,10 @@ function rateLimitDecision(message: unknown, ctx: HandlerContext): void {
 
 /** Count one inbound decision of `policy` with `outcome` (dry-run and route apart). */
 function countRequest(table: SeriesTable, policy: string, outcome: string, dryRun: boolean, route: string): Series {
-  const key = policy + SEP + outcome + SEP + (dryRun ? '1' : '') + SEP + route
-  const series = table.find(key) ?? table.add(key, outcomeAttributes(policy, outcome, dryRun, route))
+  const flag = dryRun ? '1' : ''
+  const series =
+    table.find(policy, outcome, flag, route) ??
+    table.add(outcomeAttributes(policy, outcome, dryRun, route), policy, outcome, flag, route)
   series.value++
   return series
 }
@@ -156,8 +157,8 @@ function outcomeAttributes(policy: string, outcome: string, dryRun: boolean, rou
 
 /** Count one event of `policy` with `outcome` (and an optional `breakwater.reason`). */
 function countOutcome(table: SeriesTable, policy: string, outcome: string, reason = ''): Series {
-  const key = policy + SEP + outcome + SEP + reason
-  const series = table.find(key) ?? table.add(key, reasonAttributes(policy, outcome, reason))
+  const series =
+    table.find(policy, outcome, reason) ?? table.add(reasonAttributes(policy, outcome, reason), policy, outcome, reason)
   series.value++
   return series
 }
@@ -170,7 +171,7 @@ function reasonAttributes(policy: string, outcome: string, reason: string): Attr
 
 /** Count one event under a single attribute (check, probe, phase, code). */
 function countOne(table: SeriesTable, name: string, value: string): void {
-  const series = table.find(value) ?? table.add(value, { [name]: value })
+  const series = table.find(value) ?? table.add({ [name]: value }, value)
   series.value++
 }
 
@@ -182,15 +183,20 @@ function rateLimitRefund(message: unknown, ctx: HandlerContext): void {
 function storeError(message: unknown, ctx: HandlerContext): void {
   const event = message as StoreErrorEvent
   const table = ctx.instruments.counts.storeErrors
-  const key = event.policy + SEP + event.operation + SEP + event.kind + SEP + event.action
   const series =
-    table.find(key) ??
-    table.add(key, {
-      'breakwater.policy': event.policy,
-      'breakwater.store.operation': event.operation,
-      'error.type': event.kind,
-      'breakwater.store.action': event.action,
-    })
+    table.find(event.policy, event.operation, event.kind, event.action) ??
+    table.add(
+      {
+        'breakwater.policy': event.policy,
+        'breakwater.store.operation': event.operation,
+        'error.type': event.kind,
+        'breakwater.store.action': event.action,
+      },
+      event.policy,
+      event.operation,
+      event.kind,
+      event.action,
+    )
   series.value++
 }
 
@@ -214,10 +220,13 @@ function timeoutDecision(message: unknown, ctx: HandlerContext): void {
 function timeoutLateWrite(message: unknown, ctx: HandlerContext): void {
   const event = message as TimeoutLateWriteEvent
   const table = ctx.instruments.counts.timeoutLateWrites
-  const key = event.policy + SEP + event.operation
   const series =
-    table.find(key) ??
-    table.add(key, { 'breakwater.policy': event.policy, 'breakwater.timeout.operation': event.operation })
+    table.find(event.policy, event.operation) ??
+    table.add(
+      { 'breakwater.policy': event.policy, 'breakwater.timeout.operation': event.operation },
+      event.policy,
+      event.operation,
+    )
   series.value++
   // The server span has usually ended with the 503 by now; one still open gets it.
   const span = targetSpan(ctx, event.request)
@@ -228,14 +237,19 @@ function timeoutLateWrite(message: unknown, ctx: HandlerContext): void {
 function healthCheck(message: unknown, ctx: HandlerContext): void {
   const event = message as HealthCheckEvent
   const table = ctx.instruments.counts.healthChecks
-  const key = event.check + SEP + event.outcome + SEP + (event.critical ? '1' : '')
+  const critical = event.critical ? '1' : ''
   const series =
-    table.find(key) ??
-    table.add(key, {
-      'breakwater.health.check': event.check,
-      'breakwater.outcome': event.outcome,
-      'breakwater.health.critical': event.critical,
-    })
+    table.find(event.check, event.outcome, critical) ??
+    table.add(
+      {
+        'breakwater.health.check': event.check,
+        'breakwater.outcome': event.outcome,
+        'breakwater.health.critical': event.critical,
+      },
+      event.check,
+      event.outcome,
+      critical,
+    )
   series.value++
   ctx.instruments.histograms.healthCheckDuration.record(event.durationSeconds, series.attributes)
 }
@@ -243,9 +257,13 @@ function healthCheck(message: unknown, ctx: HandlerContext): void {
 function healthProbe(message: unknown, ctx: HandlerContext): void {
   const event = message as HealthProbeEvent
   const table = ctx.instruments.counts.healthProbes
-  const key = event.probe + SEP + event.outcome
   const series =
-    table.find(key) ?? table.add(key, { 'breakwater.health.probe': event.probe, 'breakwater.outcome': event.outcome })
+    table.find(event.probe, event.outcome) ??
+    table.add(
+      { 'breakwater.health.probe': event.probe, 'breakwater.outcome': event.outcome },
+      event.probe,
+      event.outcome,
+    )
   series.value++
   const span = targetSpan(ctx, event.request)
   if (span === undefined) return
@@ -292,9 +310,18 @@ function loadSheddingDecision(message: unknown, ctx: HandlerContext): void {
   const reason = event.reason ?? ''
   const route = routeOf(ctx, event.request)
   const table = instruments.counts.loadSheddingRequests
-  const key =
-    event.policy + SEP + event.outcome + SEP + reason + SEP + event.priority + SEP + (dryRun ? '1' : '') + SEP + route
-  const series = table.find(key) ?? table.add(key, sheddingAttributes(event, reason, dryRun, route))
+  const flag = dryRun ? '1' : ''
+  const series =
+    table.find(event.policy, event.outcome, reason, event.priority, flag, route) ??
+    table.add(
+      sheddingAttributes(event, reason, dryRun, route),
+      event.policy,
+      event.outcome,
+      reason,
+      event.priority,
+      flag,
+      route,
+    )
   series.value++
   if (event.outcome !== 'skipped') {
     setGauge(instruments.gauges.loadSheddingLimit, event.policy, event.limit)
@@ -305,11 +332,18 @@ function loadSheddingDecision(message: unknown, ctx: HandlerContext): void {
   const waited = event.waitSeconds > 0 && event.outcome !== 'queued'
   if (waited) {
     const waits = instruments.waitAttributes
-    const waitKey = event.policy + SEP + event.outcome
-    const wait = waits.find(waitKey) ?? waits.add(waitKey, reasonAttributes(event.policy, event.outcome, ''))
+    const wait =
+      waits.find(event.policy, event.outcome) ??
+      waits.add(reasonAttributes(event.policy, event.outcome, ''), event.policy, event.outcome)
     instruments.histograms.loadSheddingQueueDuration.record(event.waitSeconds, wait.attributes)
   }
-  const span = targetSpan(ctx, event.request)
+  // The end of a wait is published from whatever released a permit or expired it, not from this request.
+  const afterQueue =
+    event.outcome === 'abandoned' ||
+    event.reason === 'queue-timeout' ||
+    event.reason === 'evicted' ||
+    (event.outcome === 'admitted' && event.waitSeconds > 0)
+  const span = targetSpan(ctx, event.request, !afterQueue)
   if (span === undefined) return
   const attributes: Attributes = {
     'breakwater.load_shedding.policy': event.policy,
@@ -351,7 +385,7 @@ function loadSheddingPressure(message: unknown, ctx: HandlerContext): void {
 }
 
 function setGauge(table: SeriesTable, policy: string, value: number): void {
-  const series = table.find(policy) ?? table.add(policy, { 'breakwater.policy': policy })
+  const series = table.find(policy) ?? table.add({ 'breakwater.policy': policy }, policy)
   series.value = value
 }
 
@@ -359,22 +393,25 @@ function circuitBreakerState(message: unknown, ctx: HandlerContext): void {
   const event = message as CircuitBreakerStateEvent
   const { instruments } = ctx
   const transitions = instruments.counts.circuitBreakerTransitions
-  const key = event.policy + SEP + event.to + SEP + event.reason
   const series =
-    transitions.find(key) ??
-    transitions.add(key, {
-      'breakwater.policy': event.policy,
-      'breakwater.circuit_breaker.state': event.to,
-      'breakwater.reason': event.reason,
-    })
+    transitions.find(event.policy, event.to, event.reason) ??
+    transitions.add(
+      {
+        'breakwater.policy': event.policy,
+        'breakwater.circuit_breaker.state': event.to,
+        'breakwater.reason': event.reason,
+      },
+      event.policy,
+      event.to,
+      event.reason,
+    )
   series.value++
   // Every state of a seen policy is a series (0 or 1), so `== 1` queries and state-history panels both work.
   const states = instruments.gauges.circuitBreakerState
   for (const state of CIRCUIT_STATES) {
-    const stateKey = event.policy + SEP + state
     const stateSeries =
-      states.find(stateKey) ??
-      states.add(stateKey, { 'breakwater.policy': event.policy, 'breakwater.circuit_breaker.state': state })
+      states.find(event.policy, state) ??
+      states.add({ 'breakwater.policy': event.policy, 'breakwater.circuit_breaker.state': state }, event.policy, state)
     stateSeries.value = state === event.to ? 1 : 0
   }
 }
@@ -383,10 +420,15 @@ function circuitBreakerCall(message: unknown, ctx: HandlerContext): void {
   const event = message as CircuitBreakerCallEvent
   const table = ctx.instruments.counts.circuitBreakerCalls
   const slow = event.slow === true
-  const key = event.policy + SEP + event.outcome + SEP + (slow ? '1' : '')
+  const flag = slow ? '1' : ''
   const series =
-    table.find(key) ??
-    table.add(key, { 'breakwater.policy': event.policy, 'breakwater.outcome': event.outcome, 'breakwater.slow': slow })
+    table.find(event.policy, event.outcome, flag) ??
+    table.add(
+      { 'breakwater.policy': event.policy, 'breakwater.outcome': event.outcome, 'breakwater.slow': slow },
+      event.policy,
+      event.outcome,
+      flag,
+    )
   series.value++
 }
 
@@ -410,14 +452,15 @@ function dependencyAttempt(message: unknown, ctx: HandlerContext): void {
   const event = message as DependencyAttemptEvent
   const table = ctx.instruments.counts.dependencyAttempts
   const retry = event.attempt > 1
-  const key = event.policy + SEP + event.outcome + SEP + (retry ? '1' : '')
+  const flag = retry ? '1' : ''
   const series =
-    table.find(key) ??
-    table.add(key, {
-      'breakwater.policy': event.policy,
-      'breakwater.outcome': event.outcome,
-      'breakwater.retry': retry,
-    })
+    table.find(event.policy, event.outcome, flag) ??
+    table.add(
+      { 'breakwater.policy': event.policy, 'breakwater.outcome': event.outcome, 'breakwater.retry': retry },
+      event.policy,
+      event.outcome,
+      flag,
+    )
   series.value++
   ctx.instruments.histograms.dependencyAttemptDuration.record(event.durationSeconds, series.attributes)
 }
@@ -426,14 +469,15 @@ function dependencyCall(message: unknown, ctx: HandlerContext): void {
   const event = message as DependencyCallEvent
   const table = ctx.instruments.counts.dependencyCalls
   const retried = event.attempts > 1
-  const key = event.policy + SEP + event.outcome + SEP + (retried ? '1' : '')
+  const flag = retried ? '1' : ''
   const series =
-    table.find(key) ??
-    table.add(key, {
-      'breakwater.policy': event.policy,
-      'breakwater.outcome': event.outcome,
-      'breakwater.retried': retried,
-    })
+    table.find(event.policy, event.outcome, flag) ??
+    table.add(
+      { 'breakwater.policy': event.policy, 'breakwater.outcome': event.outcome, 'breakwater.retried': retried },
+      event.policy,
+      event.outcome,
+      flag,
+    )
   series.value++
   ctx.instruments.histograms.dependencyCallDuration.record(event.durationSeconds, series.attributes)
 }
