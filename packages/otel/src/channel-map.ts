@@ -418,18 +418,13 @@ function circuitBreakerState(message: unknown, ctx: HandlerContext): void {
 
 function circuitBreakerCall(message: unknown, ctx: HandlerContext): void {
   const event = message as CircuitBreakerCallEvent
-  const table = ctx.instruments.counts.circuitBreakerCalls
-  const slow = event.slow === true
-  const flag = slow ? '1' : ''
-  const series =
-    table.find(event.policy, event.outcome, flag) ??
-    table.add(
-      { 'breakwater.policy': event.policy, 'breakwater.outcome': event.outcome, 'breakwater.slow': slow },
-      event.policy,
-      event.outcome,
-      flag,
-    )
-  series.value++
+  countFlagged(
+    ctx.instruments.counts.circuitBreakerCalls,
+    event.policy,
+    event.outcome,
+    'breakwater.slow',
+    event.slow === true,
+  )
 }
 
 function bulkheadDecision(message: unknown, ctx: HandlerContext): void {
@@ -450,36 +445,38 @@ function bulkheadLimit(message: unknown, ctx: HandlerContext): void {
 
 function dependencyAttempt(message: unknown, ctx: HandlerContext): void {
   const event = message as DependencyAttemptEvent
-  const table = ctx.instruments.counts.dependencyAttempts
-  const retry = event.attempt > 1
-  const flag = retry ? '1' : ''
-  const series =
-    table.find(event.policy, event.outcome, flag) ??
-    table.add(
-      { 'breakwater.policy': event.policy, 'breakwater.outcome': event.outcome, 'breakwater.retry': retry },
-      event.policy,
-      event.outcome,
-      flag,
-    )
-  series.value++
-  ctx.instruments.histograms.dependencyAttemptDuration.record(event.durationSeconds, series.attributes)
+  const { counts, histograms } = ctx.instruments
+  const series = countFlagged(
+    counts.dependencyAttempts,
+    event.policy,
+    event.outcome,
+    'breakwater.retry',
+    event.attempt > 1,
+  )
+  histograms.dependencyAttemptDuration.record(event.durationSeconds, series.attributes)
 }
 
 function dependencyCall(message: unknown, ctx: HandlerContext): void {
   const event = message as DependencyCallEvent
-  const table = ctx.instruments.counts.dependencyCalls
-  const retried = event.attempts > 1
-  const flag = retried ? '1' : ''
+  const { counts, histograms } = ctx.instruments
+  const series = countFlagged(
+    counts.dependencyCalls,
+    event.policy,
+    event.outcome,
+    'breakwater.retried',
+    event.attempts > 1,
+  )
+  histograms.dependencyCallDuration.record(event.durationSeconds, series.attributes)
+}
+
+/** Count one event of `policy` with `outcome` and one boolean attribute `name`. */
+function countFlagged(table: SeriesTable, policy: string, outcome: string, name: string, value: boolean): Series {
+  const flag = value ? '1' : ''
   const series =
-    table.find(event.policy, event.outcome, flag) ??
-    table.add(
-      { 'breakwater.policy': event.policy, 'breakwater.outcome': event.outcome, 'breakwater.retried': retried },
-      event.policy,
-      event.outcome,
-      flag,
-    )
+    table.find(policy, outcome, flag) ??
+    table.add({ 'breakwater.policy': policy, 'breakwater.outcome': outcome, [name]: value }, policy, outcome, flag)
   series.value++
-  ctx.instruments.histograms.dependencyCallDuration.record(event.durationSeconds, series.attributes)
+  return series
 }
 
 /**
