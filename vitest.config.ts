@@ -13,6 +13,7 @@ export default defineConfig({
       '@breakwater/express': src('express'),
       '@breakwater/fastify': src('fastify'),
       '@breakwater/koa': src('koa'),
+      '@breakwater/otel': src('otel'),
     },
   },
   test: {

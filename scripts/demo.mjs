@@ -16,7 +16,7 @@ if (!frameworks.every((f) => FRAMEWORKS.includes(f))) {
   console.error(`usage: pnpm demo [${FRAMEWORKS.join('|')}|all]`)
   process.exit(2)
 }
-for (const pkg of ['core', ...frameworks]) {
+for (const pkg of ['core', 'otel', ...frameworks]) {
   if (!existsSync(`${root}packages/${pkg}/dist/index.js`)) {
     console.error(`@breakwater/${pkg} is not built: run "pnpm build" (or "pnpm demo", which builds first)`)
     process.exit(1)
@@ -211,9 +211,18 @@ async function drainSection(framework) {
   console.log(`    ${stamp()}  → process exited with code ${await exited}`)
 }
 
+/** A few of the OpenTelemetry series the app exposes at GET /metrics (OTEL=prometheus, @breakwater/otel). */
+async function metricsSection(base) {
+  const text = await (await fetch(`${base}/metrics`)).text()
+  const wanted = /^breakwater_(rate_limit_requests|timeout_requests|load_shedding_requests|idempotency_requests)_total/
+  const lines = text.split('\n').filter((line) => wanted.test(line))
+  console.log('\n  OpenTelemetry metrics — GET /metrics (a few series):')
+  for (const line of lines) console.log(`    ${line.replace(/,?otel_scope_(name|version)="[^"]*"/g, '')}`)
+}
+
 for (const framework of frameworks) {
   console.log(`\n=== ${framework} example on the memory store ===`)
-  const app = await startExample(framework)
+  const app = await startExample(framework, { OTEL: 'prometheus' })
   try {
     await rateLimitSection(app.base)
     await timeoutSection(app.base)
@@ -221,6 +230,7 @@ for (const framework of frameworks) {
     await idempotencySection(app.base)
     const stats = await (await fetch(`${app.base}/debug/stats`)).json()
     console.log('\n  What the handlers really did — GET /debug/stats:', JSON.stringify(stats))
+    await metricsSection(app.base)
   } finally {
     await app.stop()
   }

@@ -58,6 +58,18 @@ const VARIANTS = {
     return { plugin: rateLimit, options: { limit: LIMIT, windowMs: WINDOW_MS } }
   },
 
+  // The breakwater-memory row with @breakwater/otel installed on the real metrics SDK (a MeterProvider read by the
+  // Prometheus exporter, as an app serving /metrics has it): what recording each decision costs a request.
+  'breakwater-memory-otel': async () => {
+    const rateLimit = await breakwater('@breakwater/fastify', 'rateLimit')
+    const instrument = await breakwater('@breakwater/otel', 'instrument')
+    const { MeterProvider } = await import('@opentelemetry/sdk-metrics')
+    const { PrometheusExporter } = await import('@opentelemetry/exporter-prometheus')
+    const exporter = new PrometheusExporter({ preventServerStart: true })
+    instrument({ meterProvider: new MeterProvider({ readers: [exporter] }) })
+    return { plugin: rateLimit, options: { limit: LIMIT, windowMs: WINDOW_MS } }
+  },
+
   'breakwater-memory-no-headers': async () => {
     const rateLimit = await breakwater('@breakwater/fastify', 'rateLimit')
     return { plugin: rateLimit, options: { limit: LIMIT, windowMs: WINDOW_MS, headers: false } }

@@ -19,6 +19,7 @@ const packages = {
   express: 'rateLimit',
   fastify: 'rateLimit',
   koa: 'rateLimit',
+  otel: 'instrument',
 } as const
 
 describe.each(Object.entries(packages))('@breakwater/%s', (name, exported) => {

@@ -22,8 +22,11 @@ import {
 import { logClientErrors, RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis'
 import express from 'express'
 import { Redis } from 'ioredis'
+import { METRICS_CONTENT_TYPE, startMetrics } from './metrics.js'
 
 const port = Number(process.env.PORT ?? 3000)
+// OTEL=prometheus: OpenTelemetry metrics of every policy, served at GET /metrics (see metrics.js).
+const renderMetrics = await startMetrics()
 
 // REDIS_URL set: limits shared by every instance, in Redis. The recommended client settings make a dead Redis
 // fail fast (then the limiter's onStoreError policy applies) instead of queueing requests behind it.
@@ -72,6 +75,11 @@ const probes = health({
   authorize: (request) => healthToken !== '' && request.header('authorization') === `Bearer ${healthToken}`,
 })
 app.use(probes)
+if (renderMetrics) {
+  app.get('/metrics', async (_req, res) => {
+    res.type(METRICS_CONTENT_TYPE).send(await renderMetrics())
+  })
+}
 
 // Every request gets a deadline and one AbortSignal (req.breakwater.signal); routes may set their own budget.
 app.use(timeout({ timeoutMs: '10s' }))

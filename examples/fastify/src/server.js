@@ -21,8 +21,11 @@ import {
 import { logClientErrors, RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis'
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
+import { METRICS_CONTENT_TYPE, startMetrics } from './metrics.js'
 
 const port = Number(process.env.PORT ?? 3000)
+// OTEL=prometheus: OpenTelemetry metrics of every policy, served at GET /metrics (see metrics.js).
+const renderMetrics = await startMetrics()
 
 // REDIS_URL set: limits shared by every instance, in Redis. The recommended client settings make a dead Redis
 // fail fast (then the limiter's onStoreError policy applies) instead of queueing requests behind it.
@@ -82,6 +85,9 @@ await app.register(rateLimit, { global: false, store })
 await app.register(timeout, { timeoutMs: '10s' })
 
 app.get('/', async (_request, reply) => reply.type('text/plain').send('ok'))
+if (renderMetrics) {
+  app.get('/metrics', async (_request, reply) => reply.type(METRICS_CONTENT_TYPE).send(await renderMetrics()))
+}
 
 // 5 requests per 10 s per client, then 429 with RateLimit, RateLimit-Policy and Retry-After.
 app.get('/api/limited', { config: { rateLimit: { id: 'limited', limit: 5, windowMs: '10s' } } }, async () => {

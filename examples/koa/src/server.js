@@ -22,8 +22,11 @@ import { logClientErrors, RedisIdempotencyStore, RedisStore, redisCheck } from '
 import Router from '@koa/router'
 import { Redis } from 'ioredis'
 import Koa from 'koa'
+import { METRICS_CONTENT_TYPE, startMetrics } from './metrics.js'
 
 const port = Number(process.env.PORT ?? 3000)
+// OTEL=prometheus: OpenTelemetry metrics of every policy, served at GET /metrics (see metrics.js).
+const renderMetrics = await startMetrics()
 
 // REDIS_URL set: limits shared by every instance, in Redis. The recommended client settings make a dead Redis
 // fail fast (then the limiter's onStoreError policy applies) instead of queueing requests behind it.
@@ -83,6 +86,13 @@ const probes = health({
   authorize: (request) => healthToken !== '' && request.header('authorization') === `Bearer ${healthToken}`,
 })
 app.use(probes)
+if (renderMetrics) {
+  app.use(async (ctx, next) => {
+    if (ctx.method !== 'GET' || ctx.path !== '/metrics') return next()
+    ctx.type = METRICS_CONTENT_TYPE
+    ctx.body = await renderMetrics()
+  })
+}
 
 // One error handler, outermost: problem+json for Breakwater's errors and for bad input (invalid JSON 400, too
 // large 413, unknown method 405); silent for a handler failing with its own request's abort.

@@ -267,6 +267,9 @@ describe('events', () => {
     ])
     expect(JSON.stringify(events.map(({ request, ...rest }) => rest))).not.toContain('203.0.113.99')
     expect(events[0]?.keyHash).toMatch(/^[\w-]{16}$/)
+    expect(events[0]?.keyHash).toBe(events[1]?.keyHash)
+    // Computed on first read, and still part of the payload as a logger serializes it.
+    expect(JSON.parse(JSON.stringify(events[0]))).toMatchObject({ policy: 'api', keyHash: events[0]?.keyHash })
   })
 })
 

@@ -556,16 +556,11 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
     dryRun: boolean,
   ): void => {
     if (!channels.rateLimitDecision.hasSubscribers) return
-    const event: RateLimitDecisionEvent = {
-      policy: id,
-      outcome,
-      violated,
-      keyHash: hashKey(clientKey),
-      durationSeconds: started === 0 ? 0 : (monotonicNow() - started) / 1000,
-      dryRun,
-      request,
-    }
-    publish(channels.rateLimitDecision, event)
+    const durationSeconds = started === 0 ? 0 : (monotonicNow() - started) / 1000
+    publish(
+      channels.rateLimitDecision,
+      new DecisionMessage(id, outcome, violated, clientKey, durationSeconds, dryRun, request),
+    )
   }
 
   const check = (request: RequestView, response?: ServerResponse): MaybePromise<Decision> => {
@@ -804,4 +799,48 @@ function validateAllowlist(value: unknown): string[] {
     throw new InvalidOptionError('allowlist', value, 'an array of IPs or client keys')
   }
   return value as string[]
+}
+
+/**
+ * A `breakwater:rate-limit:decision` payload whose `keyHash` is computed on first read: a SHA-256 per decision was
+ * most of what a subscriber that never reads it (metrics) cost each request. The raw key stays in a private field.
+ */
+class DecisionMessage implements RateLimitDecisionEvent {
+  readonly policy: string
+  readonly outcome: RateLimitDecisionEvent['outcome']
+  readonly violated: readonly string[]
+  readonly durationSeconds: number
+  readonly dryRun: boolean
+  readonly request: RequestView | undefined
+  readonly #clientKey: string
+  #keyHash: string | undefined = undefined
+
+  constructor(
+    policy: string,
+    outcome: RateLimitDecisionEvent['outcome'],
+    violated: readonly string[],
+    clientKey: string,
+    durationSeconds: number,
+    dryRun: boolean,
+    request: RequestView | undefined,
+  ) {
+    this.policy = policy
+    this.outcome = outcome
+    this.violated = violated
+    this.#clientKey = clientKey
+    this.durationSeconds = durationSeconds
+    this.dryRun = dryRun
+    this.request = request
+  }
+
+  get keyHash(): string {
+    if (this.#keyHash === undefined) this.#keyHash = hashKey(this.#clientKey)
+    return this.#keyHash
+  }
+
+  /** The plain payload (what JSON.stringify and loggers see), `keyHash` included. */
+  toJSON(): RateLimitDecisionEvent {
+    const { policy, outcome, violated, keyHash, durationSeconds, dryRun, request } = this
+    return { policy, outcome, violated, keyHash, durationSeconds, dryRun, request }
+  }
 }

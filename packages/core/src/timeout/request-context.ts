@@ -1,6 +1,7 @@
 // One lifecycle object per request: it owns the request's single AbortSignal and its deadline timer, and aborts
 // the signal on whichever comes first — the deadline, the client going away, or process shutdown.
 
+import { AsyncResource } from 'node:async_hooks'
 import type { ServerResponse } from 'node:http'
 import type { RejectDecision } from '../decision.js'
 import { type AbortKind, DeadlineExceededError, InvalidOptionError, RequestAbortedError } from '../errors.js'
@@ -117,6 +118,12 @@ export class RequestContext implements ShutdownTarget {
   #cleanups: Set<() => void> | undefined = undefined
   #policy: ContextPolicy | undefined = undefined
   #request: RequestView | undefined = undefined
+  /**
+   * The request's async context, kept only while someone subscribes to the timeout channels: a deadline fires
+   * from a queue timer armed by whichever request came first, and subscribers (tracing) must hear the outcome in
+   * this request's context, not that one's.
+   */
+  #scope: AsyncResource | undefined = undefined
   #onExpire: ExpiryHandler<unknown> | undefined = undefined
   #target: unknown = undefined
   #outcome: TimeoutDecisionEvent['outcome'] | undefined = undefined
@@ -386,6 +393,12 @@ export class RequestContext implements ShutdownTarget {
     this.#policy = policy
     this.#header = policy.header
     this.#request = request
+    if (
+      this.#scope === undefined &&
+      (channels.timeoutDecision.hasSubscribers || channels.timeoutLateWrite.hasSubscribers)
+    ) {
+      this.#scope = new AsyncResource('breakwater:timeout')
+    }
     this.#onExpire = onExpire
     this.#target = target
     if (!this.#open) return this.#reason === undefined
@@ -530,7 +543,7 @@ export class RequestContext implements ShutdownTarget {
     this.#outcome = outcome
     const policy = this.#policy
     if (policy !== undefined && channels.timeoutDecision.hasSubscribers) {
-      publish(channels.timeoutDecision, {
+      this.#publish(channels.timeoutDecision, {
         policy: policy.id,
         outcome,
         timeoutSeconds: this.#budgetMs / 1000,
@@ -541,12 +554,19 @@ export class RequestContext implements ShutdownTarget {
     return true
   }
 
+  /** Publish in the request's own async context (see `#scope`). */
+  #publish(channel: typeof channels.timeoutDecision, message: TimeoutDecisionEvent | TimeoutLateWriteEvent): void {
+    const scope = this.#scope
+    if (scope === undefined) publish(channel, message)
+    else scope.runInAsyncScope(publish, undefined, channel, message)
+  }
+
   #lateWrite(operation: string): void {
     if (this.#lateReported) return
     this.#lateReported = true
     const policy = this.#policy
     if (policy !== undefined && channels.timeoutLateWrite.hasSubscribers) {
-      publish(channels.timeoutLateWrite, {
+      this.#publish(channels.timeoutLateWrite, {
         policy: policy.id,
         outcome: 'late_write',
         operation,
