@@ -80,7 +80,7 @@ export type {
 } from './idempotency/types.js'
 export type { Clock } from './internal/clock.js'
 export { responseEnded } from './internal/response.js'
-export type { Duration } from './internal/validate.js'
+export { type Duration, knownOptions, optionKeys } from './internal/validate.js'
 export type { WarningLogger } from './internal/warn.js'
 export type {
   LoadSheddingDecisionEvent,
@@ -131,6 +131,7 @@ export {
 } from './shutdown/graceful-shutdown.js'
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory-store.js'
 export { guardLateWrites } from './timeout/late-writes.js'
+export type { RequestLifecycle } from './timeout/lifecycle.js'
 export {
   DEFAULT_DEADLINE_HEADER,
   type ExpiryHandler,

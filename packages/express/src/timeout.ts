@@ -8,6 +8,7 @@ import {
   guardLateWrites,
   handlerSettled,
   type RequestContext,
+  type RequestLifecycle,
   responseEnded,
   type Timeout,
   type TimeoutOptions,
@@ -22,9 +23,10 @@ declare global {
       /**
        * The request's lifecycle: `signal` (aborted at the deadline, on client disconnect or shutdown),
        * `deadline`, `remainingMs()`, `timeoutSignal(ms)`, `requireBudget(ms)`, `forwardHeaders()`. Set by
-       * `timeout()`; `undefined` on routes without it.
+       * `timeout()`, and typed as always there (like `req.session` of express-session): mount `timeout()`
+       * before the routes that read it. On a request `timeout()` did not see it is `undefined`.
        */
-      breakwater?: RequestContext
+      breakwater: RequestLifecycle
     }
   }
 }
@@ -128,7 +130,8 @@ export function timeout(options: TimeoutOptions = {}): TimeoutMiddleware {
 export function timeoutErrorHandler(): ErrorRequestHandler {
   const policy = createTimeout()
   return function breakwaterTimeoutErrors(error: unknown, req: Request, res: Response, next: NextFunction): void {
-    const context = req.breakwater
+    // A RequestContext whenever timeout() saw the request (typed as the interface only for declaration merging).
+    const context = req.breakwater as RequestContext | undefined
     if (context !== undefined && res.headersSent && context.abortReason !== undefined) return // answered already
     const decision = policy.decisionFor(error, context)
     if (decision === undefined || decision.status !== 504) {
