@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The demo: starts an example app on the memory store, drives traffic at it, and prints what each policy did.
-// Usage: pnpm demo [express|fastify|koa]   (default fastify; `pnpm demo all` runs the three in turn)
+// Usage: npx -y pnpm@10 demo [express|fastify|koa]   (default fastify; `… demo all` runs the three in turn)
+// It builds the packages first, quietly: their output is shown only when the build fails.
 
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { performance } from 'node:perf_hooks'
@@ -16,11 +17,28 @@ if (!frameworks.every((f) => FRAMEWORKS.includes(f))) {
   console.error(`usage: pnpm demo [${FRAMEWORKS.join('|')}|all]`)
   process.exit(2)
 }
-for (const pkg of ['core', 'otel', ...frameworks]) {
-  if (!existsSync(`${root}packages/${pkg}/dist/index.js`)) {
-    console.error(`@breakwater/${pkg} is not built: run "pnpm build" (or "pnpm demo", which builds first)`)
+console.log(
+  `Breakwater demo: the ${frameworks.join(', ')} example app on the memory store, driven with real requests over\n` +
+    'loopback. Each section says what it sends, what came back, and what the headers mean: rate limiting,\n' +
+    'timeouts, load shedding, idempotency, then health probes and a graceful drain on SIGTERM.\n',
+)
+buildQuietly()
+
+/** `pnpm build` with its output kept back unless it fails (the pnpm running this script, else npx's pnpm 10). */
+function buildQuietly() {
+  process.stdout.write('Building the packages… ')
+  const execPath = process.env.npm_execpath
+  const [command, args] =
+    execPath !== undefined && /pnpm/.test(execPath) && /\.c?js$/.test(execPath)
+      ? [process.execPath, [execPath, 'build']]
+      : ['npx', ['-y', 'pnpm@10', 'build']]
+  const build = spawnSync(command, args, { cwd: root, encoding: 'utf8' })
+  if (build.status !== 0 || !existsSync(`${root}packages/core/dist/index.js`)) {
+    console.log('failed:\n')
+    console.log(build.stdout, build.stderr, build.error ?? '')
     process.exit(1)
   }
+  console.log('done.')
 }
 
 const freePort = () =>
@@ -70,6 +88,11 @@ const pick = (headers, names) => Object.fromEntries(names.filter((n) => headers.
 
 async function rateLimitSection(base) {
   console.log('\n  Rate limiting — GET /api/limited (5 requests per 10 s per client), 8 requests:')
+  console.log(
+    '    RateLimit: "default";r=4;t=2 reads: GCRA, r = requests remaining, t = seconds until the quota is whole\n' +
+      '    again (rounded up). 5 per 10 s refills one unit every 10 s / 5 = 2 s, so each request spent adds 2 s to\n' +
+      '    t. On a 429, t is the wait until one unit is back, the same as Retry-After.',
+  )
   let allowed = 0
   let limited = 0
   let firstAllowed

@@ -71,7 +71,7 @@ describe('@breakwater/express per-request state', () => {
     })
     app.get('/plain', (req, res) => {
       seen.push(req.breakwater)
-      req.breakwater = undefined
+      req.breakwater = undefined as never
       seen.push(Object.hasOwn(req, 'breakwater'))
       res.json({ ok: true })
     })

@@ -12,7 +12,7 @@ import {
   MemoryIdempotencyStore,
   MemoryStore,
   type RateLimitOptions,
-  type RequestContext,
+  type RequestLifecycle,
 } from '@breakwater/core'
 import {
   idempotency as expressIdempotency,
@@ -98,7 +98,7 @@ export const HANDLER_HEADERS: ReadonlyArray<readonly [string, string]> = [
 
 /** The handler's work, framework-free; `setHeader` sets a response header in the framework's idiom. */
 async function handle(
-  context: RequestContext | undefined,
+  context: RequestLifecycle | undefined,
   url: string,
   count: () => void,
   setHeader: (name: string, value: string) => void,

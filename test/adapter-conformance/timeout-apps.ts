@@ -3,7 +3,7 @@
 
 import type { Server } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { RequestContext, TimeoutOptions } from '@breakwater/core'
+import type { RequestLifecycle, TimeoutOptions } from '@breakwater/core'
 import { timeout as expressTimeout, timeoutErrorHandler } from '@breakwater/express'
 import { timeout as fastifyTimeout } from '@breakwater/fastify'
 import { timeout as koaTimeout } from '@breakwater/koa'
@@ -37,7 +37,7 @@ export const ROUTE_TIMEOUT_MS = 100
 /** The work of the routes, framework-free: each gets the request's lifecycle and the query. */
 const work = {
   /** Waits `ms` on the request's signal, as a database call given the signal would. */
-  async wait(seen: Seen, context: RequestContext, ms: number): Promise<{ waited: number }> {
+  async wait(seen: Seen, context: RequestLifecycle, ms: number): Promise<{ waited: number }> {
     seen.started++
     try {
       await sleep(ms, undefined, { signal: context.signal })
@@ -49,7 +49,7 @@ const work = {
     return { waited: ms }
   },
   /** An upstream call with a 30 ms budget that takes longer: fails with DeadlineExceededError. */
-  async upstream(context: RequestContext): Promise<never> {
+  async upstream(context: RequestLifecycle): Promise<never> {
     await sleep(5_000, undefined, { signal: context.timeoutSignal(30) })
     throw new Error('unreachable')
   },
@@ -71,12 +71,12 @@ const builders: Record<Framework, (options: TimeoutOptions, seen: Seen) => Promi
     app.use(expressTimeout(options))
     app.use(express.json())
     const wait: express.RequestHandler = async (req, res) => {
-      res.json(await work.wait(seen, req.breakwater as RequestContext, msOf(req.query.ms, 5_000)))
+      res.json(await work.wait(seen, req.breakwater, msOf(req.query.ms, 5_000)))
     }
     app.get('/api/wait', wait)
     app.get('/api/route-timeout', expressTimeout({ ...options, timeoutMs: ROUTE_TIMEOUT_MS }), wait)
     app.post('/api/echo', async (req, res) => {
-      const context = req.breakwater as RequestContext
+      const context = req.breakwater
       await sleep(msOf(req.query.ms, 0))
       res.json({ body: req.body, aborted: context.signal.aborted })
     })
@@ -87,20 +87,20 @@ const builders: Record<Framework, (options: TimeoutOptions, seen: Seen) => Promi
     })
     app.get('/api/stream', async (req, res) => {
       res.type('text/plain').write('partial ')
-      await work.wait(seen, req.breakwater as RequestContext, 5_000).catch(() => {})
+      await work.wait(seen, req.breakwater, 5_000).catch(() => {})
     })
-    app.get('/api/upstream', async (req) => work.upstream(req.breakwater as RequestContext))
+    app.get('/api/upstream', async (req) => work.upstream(req.breakwater))
     app.get('/api/budget', (req, res) => {
-      ;(req.breakwater as RequestContext).requireBudget(60_000)
+      req.breakwater.requireBudget(60_000)
       res.json({ unreachable: true })
     })
     app.get('/api/listeners', (req, res) => {
       const before = res.listenerCount('close')
-      void (req.breakwater as RequestContext).signal
+      void req.breakwater.signal
       res.json({ before, after: res.listenerCount('close') })
     })
     app.get('/api/context', (req, res) => {
-      const context = req.breakwater as RequestContext
+      const context = req.breakwater
       res.json({ timeoutMs: context.timeoutMs, forward: context.forwardHeaders(), deadline: context.deadline })
     })
     app.use(timeoutErrorHandler())
@@ -119,13 +119,13 @@ const builders: Record<Framework, (options: TimeoutOptions, seen: Seen) => Promi
       reply.code(error.statusCode ?? 500).send({ error: error.message })
     })
     await app.register(fastifyTimeout, options)
-    const wait = async (request: { breakwater: RequestContext | null; query: unknown }) =>
-      work.wait(seen, request.breakwater as RequestContext, msOf((request.query as { ms?: string }).ms, 5_000))
+    const wait = async (request: { breakwater: RequestLifecycle; query: unknown }) =>
+      work.wait(seen, request.breakwater, msOf((request.query as { ms?: string }).ms, 5_000))
     app.get('/api/wait', wait)
     app.get('/api/route-timeout', { config: { timeout: { timeoutMs: ROUTE_TIMEOUT_MS } } }, wait)
     app.post('/api/echo', async (request) => {
       await sleep(msOf((request.query as { ms?: string }).ms, 0))
-      return { body: request.body, aborted: (request.breakwater as RequestContext).signal.aborted }
+      return { body: request.body, aborted: request.breakwater.signal.aborted }
     })
     app.get('/api/ignore', async (request) => {
       await sleep(msOf((request.query as { ms?: string }).ms, 0)) // ignores the signal
@@ -135,21 +135,21 @@ const builders: Record<Framework, (options: TimeoutOptions, seen: Seen) => Promi
     app.get('/api/stream', async (request, reply) => {
       reply.raw.writeHead(200, { 'content-type': 'text/plain' })
       reply.raw.write('partial ')
-      await work.wait(seen, request.breakwater as RequestContext, 5_000).catch(() => {})
+      await work.wait(seen, request.breakwater, 5_000).catch(() => {})
       return reply
     })
-    app.get('/api/upstream', async (request) => work.upstream(request.breakwater as RequestContext))
+    app.get('/api/upstream', async (request) => work.upstream(request.breakwater))
     app.get('/api/budget', async (request) => {
-      ;(request.breakwater as RequestContext).requireBudget(60_000)
+      request.breakwater.requireBudget(60_000)
       return { unreachable: true }
     })
     app.get('/api/listeners', async (request, reply) => {
       const before = reply.raw.listenerCount('close')
-      void (request.breakwater as RequestContext).signal
+      void request.breakwater.signal
       return { before, after: reply.raw.listenerCount('close') }
     })
     app.get('/api/context', async (request) => {
-      const context = request.breakwater as RequestContext
+      const context = request.breakwater
       return { timeoutMs: context.timeoutMs, forward: context.forwardHeaders(), deadline: context.deadline }
     })
     await app.listen({ host: '127.0.0.1', port: 0 })
@@ -162,7 +162,7 @@ const builders: Record<Framework, (options: TimeoutOptions, seen: Seen) => Promi
     app.use(koaTimeout(options))
     const router = new Router()
     const wait = async (ctx: Koa.Context) => {
-      ctx.body = await work.wait(seen, ctx.breakwater as RequestContext, msOf(ctx.query.ms, 5_000))
+      ctx.body = await work.wait(seen, ctx.breakwater, msOf(ctx.query.ms, 5_000))
     }
     router.get('/api/wait', wait)
     router.get('/api/route-timeout', koaTimeout({ ...options, timeoutMs: ROUTE_TIMEOUT_MS }), wait)
@@ -172,7 +172,7 @@ const builders: Record<Framework, (options: TimeoutOptions, seen: Seen) => Promi
       await sleep(msOf(ctx.query.ms, 0))
       ctx.body = {
         body: JSON.parse(Buffer.concat(chunks).toString('utf8')),
-        aborted: (ctx.breakwater as RequestContext).signal.aborted,
+        aborted: ctx.breakwater.signal.aborted,
       }
     })
     router.get('/api/ignore', async (ctx) => {
@@ -185,20 +185,20 @@ const builders: Record<Framework, (options: TimeoutOptions, seen: Seen) => Promi
       ctx.respond = false
       ctx.res.writeHead(200, { 'content-type': 'text/plain' })
       ctx.res.write('partial ')
-      await work.wait(seen, ctx.breakwater as RequestContext, 5_000).catch(() => {})
+      await work.wait(seen, ctx.breakwater, 5_000).catch(() => {})
     })
-    router.get('/api/upstream', async (ctx) => work.upstream(ctx.breakwater as RequestContext))
+    router.get('/api/upstream', async (ctx) => work.upstream(ctx.breakwater))
     router.get('/api/budget', (ctx) => {
-      ;(ctx.breakwater as RequestContext).requireBudget(60_000)
+      ctx.breakwater.requireBudget(60_000)
       ctx.body = { unreachable: true }
     })
     router.get('/api/listeners', (ctx) => {
       const before = ctx.res.listenerCount('close')
-      void (ctx.breakwater as RequestContext).signal
+      void ctx.breakwater.signal
       ctx.body = { before, after: ctx.res.listenerCount('close') }
     })
     router.get('/api/context', (ctx) => {
-      const context = ctx.breakwater as RequestContext
+      const context = ctx.breakwater
       ctx.body = { timeoutMs: context.timeoutMs, forward: context.forwardHeaders(), deadline: context.deadline }
     })
     app.use(router.routes())

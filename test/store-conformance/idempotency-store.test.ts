@@ -8,7 +8,7 @@ import { type IdempotencyStore, MemoryIdempotencyStore, type StoredResponse } fr
 import { RedisIdempotencyStore } from '@breakwater/redis'
 import type { Cluster, Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type StoreRedis, sleep, startStoreRedis } from '../support/redis-server.js'
+import { IOREDIS_MAJORS, type IoredisMajor, type StoreRedis, sleep, startStoreRedis } from '../support/redis-server.js'
 
 interface Target {
   name: string
@@ -17,12 +17,22 @@ interface Target {
   admin?: Redis | Cluster
 }
 
-const targets: Target[] = [
-  { name: 'MemoryIdempotencyStore' },
-  { name: 'RedisIdempotencyStore on a single Redis' },
-  { name: 'RedisIdempotencyStore on a 3-master Redis Cluster' },
-]
-const [memoryTarget, singleTarget, clusterTarget] = targets as [Target, Target, Target]
+interface RedisTarget extends Target {
+  major: IoredisMajor
+  kind: 'single' | 'cluster'
+}
+
+const memoryTarget: Target = { name: 'MemoryIdempotencyStore' }
+/** RedisIdempotencyStore on a single Redis and on a 3-master Redis Cluster, through each supported ioredis major. */
+const redisTargets = IOREDIS_MAJORS.flatMap((major) => [
+  { major, kind: 'single' as const, name: `RedisIdempotencyStore on a single Redis (${major})` } as RedisTarget,
+  {
+    major,
+    kind: 'cluster' as const,
+    name: `RedisIdempotencyStore on a 3-master Redis Cluster (${major})`,
+  } as RedisTarget,
+])
+const targets: Target[] = [memoryTarget, ...redisTargets]
 
 let redis: StoreRedis | undefined
 const prefix = `bw-idem-conformance-${randomUUID().slice(0, 8)}:`
@@ -31,12 +41,11 @@ const HOUR = 3_600_000
 beforeAll(async () => {
   memoryTarget.store = new MemoryIdempotencyStore()
   redis = await startStoreRedis()
-  const s = redis.single
-  singleTarget.store = new RedisIdempotencyStore({ client: s, prefix })
-  singleTarget.admin = s
-  const c = redis.cluster
-  clusterTarget.store = new RedisIdempotencyStore({ client: c, prefix })
-  clusterTarget.admin = c
+  for (const target of redisTargets) {
+    const client = redis.clients[target.major][target.kind]
+    target.store = new RedisIdempotencyStore({ client, prefix })
+    target.admin = client
+  }
 })
 
 afterAll(async () => {

@@ -12,7 +12,7 @@ import {
 import { RedisStore } from '@breakwater/redis'
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type StoreRedis, sleep, startStoreRedis } from '../support/redis-server.js'
+import { IOREDIS_MAJORS, type IoredisMajor, type StoreRedis, sleep, startStoreRedis } from '../support/redis-server.js'
 
 const ALGORITHMS: readonly Algorithm[] = ['gcra', 'fixed-window', 'sliding-window']
 const HOUR = 3_600_000
@@ -29,12 +29,19 @@ interface Target {
   harness?: Harness
 }
 
-const targets: Target[] = [
-  { name: 'MemoryStore' },
-  { name: 'RedisStore on a single Redis' },
-  { name: 'RedisStore on a 3-master Redis Cluster' },
-]
-const [memoryTarget, singleTarget, clusterTarget] = targets as [Target, Target, Target]
+interface RedisTarget extends Target {
+  major: IoredisMajor
+  kind: 'single' | 'cluster'
+}
+
+const memoryTarget: Target = { name: 'MemoryStore' }
+/** RedisStore on a single Redis and on a 3-master Redis Cluster, through each supported ioredis major. */
+const redisTargets = IOREDIS_MAJORS.flatMap((major) => [
+  { major, kind: 'single' as const, name: `RedisStore on a single Redis (${major})` } as RedisTarget,
+  { major, kind: 'cluster' as const, name: `RedisStore on a 3-master Redis Cluster (${major})` } as RedisTarget,
+])
+const targets: Target[] = [memoryTarget, ...redisTargets]
+const singleTarget = redisTargets[0]!
 
 let redis: StoreRedis | undefined
 /** Keys of this file never meet keys of another run or suite on the shared Redis. */
@@ -43,10 +50,13 @@ const prefix = `bw-conformance-${randomUUID().slice(0, 8)}:`
 beforeAll(async () => {
   memoryTarget.harness = { store: new MemoryStore() }
   redis = await startStoreRedis()
-  const single = redis.single
-  const masters = redis.cluster
-  singleTarget.harness = { store: new RedisStore({ client: single, prefix }) }
-  clusterTarget.harness = { store: new RedisStore({ client: masters, prefix }), masters: () => masters.nodes('master') }
+  for (const target of redisTargets) {
+    const { single, cluster } = redis.clients[target.major]
+    target.harness =
+      target.kind === 'single'
+        ? { store: new RedisStore({ client: single, prefix }) }
+        : { store: new RedisStore({ client: cluster, prefix }), masters: () => cluster.nodes('master') }
+  }
 })
 
 afterAll(async () => {
@@ -420,7 +430,7 @@ describe('MemoryStore and RedisStore decide the same sequence alike', () => {
     ['consume', 2],
   ]
 
-  for (const redisTarget of [singleTarget, clusterTarget]) {
+  for (const redisTarget of redisTargets) {
     it.each(Object.keys(sequences))(`%s on ${redisTarget.name}`, async (name) => {
       const rules = sequences[name]!
       const memory = new MemoryStore({ now: Date.now })

@@ -3,9 +3,10 @@
 
 import { once } from 'node:events'
 import { Cluster, Redis } from 'ioredis'
+import * as ioredis6 from 'ioredis6'
 import { inject } from 'vitest'
 
-import { type RedisCluster, startCluster } from './redis-process.js'
+import { startCluster } from './redis-process.js'
 
 export {
   assertRedisInstalled,
@@ -51,17 +52,36 @@ export async function untilReady(client: Redis | Cluster, timeoutMs = 10_000): P
   await once(client, 'ready', { signal: AbortSignal.timeout(timeoutMs) })
 }
 
-/** A store conformance suite's Redis: a client of the run's server and one of a 3-master cluster it owns. */
-export interface StoreRedis {
+/** The ioredis majors `@breakwater/redis` supports (its peer range): each store suite runs on both. */
+export const IOREDIS_MAJORS = ['ioredis 5', 'ioredis 6'] as const
+export type IoredisMajor = (typeof IOREDIS_MAJORS)[number]
+
+/** A single-node and a Cluster client of one ioredis major. */
+export interface StoreClients {
   single: Redis
   cluster: Cluster
-  /** Disconnect both clients and stop the cluster. */
+}
+
+/** A store conformance suite's Redis: clients of the run's server and of a 3-master cluster it owns. */
+export interface StoreRedis extends StoreClients {
+  /** The same two servers through each supported ioredis major (`single`/`cluster` are ioredis 5's). */
+  clients: Record<IoredisMajor, StoreClients>
+  /** Disconnect every client and stop the cluster. */
   close(): Promise<void>
 }
 
 /**
+ * ioredis 6 typed as the ioredis 5 the test workspace compiles against: the suites call the same API on both,
+ * and the packaging test type-checks the published declarations against a real ioredis 6 install.
+ */
+const MODULES = {
+  'ioredis 5': { Redis, Cluster },
+  'ioredis 6': ioredis6 as unknown as { Redis: typeof Redis; Cluster: typeof Cluster },
+}
+
+/**
  * Clients with the README's recommended settings (auto-pipelining included, so the suites prove they work) to
- * the run's Redis and to a fresh 3-master cluster, both ready.
+ * the run's Redis and to a fresh 3-master cluster, through ioredis 5 and ioredis 6, all ready.
  *
  * @example
  * let redis: StoreRedis
@@ -69,33 +89,36 @@ export interface StoreRedis {
  * afterAll(() => redis?.close())
  */
 export async function startStoreRedis(): Promise<StoreRedis> {
-  const single = new Redis(testRedisUrl(), {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    enableAutoPipelining: true,
-  })
-  let servers: RedisCluster
-  try {
-    servers = await startCluster()
-  } catch (error) {
-    single.disconnect()
-    throw error
+  const servers = await startCluster()
+  const clients = {} as Record<IoredisMajor, StoreClients>
+  for (const major of IOREDIS_MAJORS) {
+    const module = MODULES[major]
+    clients[major] = {
+      single: new module.Redis(testRedisUrl(), {
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+        enableAutoPipelining: true,
+      }),
+      cluster: new module.Cluster(servers.startupNodes, {
+        enableOfflineQueue: false,
+        enableAutoPipelining: true,
+        redisOptions: { maxRetriesPerRequest: 1 },
+      }),
+    }
   }
-  const cluster = new Cluster(servers.startupNodes, {
-    enableOfflineQueue: false,
-    enableAutoPipelining: true,
-    redisOptions: { maxRetriesPerRequest: 1 },
-  })
+  const all = Object.values(clients)
   const close = async (): Promise<void> => {
-    single.disconnect()
-    cluster.disconnect()
+    for (const { single, cluster } of all) {
+      single.disconnect()
+      cluster.disconnect()
+    }
     await servers.stop()
   }
   try {
-    await Promise.all([untilReady(single), untilReady(cluster)])
+    await Promise.all(all.flatMap(({ single, cluster }) => [untilReady(single), untilReady(cluster)]))
   } catch (error) {
     await close()
     throw error
   }
-  return { single, cluster, close }
+  return { ...clients['ioredis 5'], clients, close }
 }

@@ -82,7 +82,7 @@ export type {
 } from './idempotency/types.js'
 export type { Clock } from './internal/clock.js'
 export { prepareRejection, responseEnded } from './internal/response.js'
-export type { Duration } from './internal/validate.js'
+export { type Duration, knownOptions, optionKeys } from './internal/validate.js'
 export type { WarningLogger } from './internal/warn.js'
 export type {
   LoadSheddingDecisionEvent,
@@ -135,6 +135,7 @@ export {
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory-store.js'
 export { errorResponse } from './timeout/error-response.js'
 export { guardLateWrites } from './timeout/late-writes.js'
+export type { RequestLifecycle } from './timeout/lifecycle.js'
 export {
   DEFAULT_DEADLINE_HEADER,
   type ExpiryHandler,

@@ -88,7 +88,7 @@ describe('options', () => {
   })
 
   it('accepts duration strings', () => {
-    const limiter = createRateLimiter({ limit: 1, windowMs: '1 minute' })
+    const limiter = createRateLimiter({ limit: 1, windowMs: '1m' })
     expect(check(limiter, view())).toMatchObject({ action: 'continue' })
   })
 })

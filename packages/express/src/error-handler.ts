@@ -1,7 +1,7 @@
 // Express's one Breakwater error handler: every error Breakwater knows becomes its problem+json answer through
 // core's errorResponse, a request's own abort stays silent, anything else goes on to the app's handlers.
 
-import { errorResponse } from '@breakwater/core'
+import { errorResponse, type RequestContext } from '@breakwater/core'
 import type { ErrorRequestHandler, NextFunction, Request, Response } from 'express'
 import { sendRejection } from './reply.js'
 
@@ -24,7 +24,8 @@ import { sendRejection } from './reply.js'
  */
 export function errorHandler(): ErrorRequestHandler {
   return function breakwaterErrors(error: unknown, req: Request, res: Response, next: NextFunction): void {
-    const answer = errorResponse(error, req.breakwater, res.headersSent, undefined, true)
+    // A RequestContext whenever timeout() saw the request (typed as the interface only for declaration merging).
+    const answer = errorResponse(error, req.breakwater as RequestContext | undefined, res.headersSent, undefined, true)
     if (answer === 'answered') return
     if (answer === undefined) next(error)
     else sendRejection(res, answer)

@@ -9,6 +9,7 @@ import {
   handlerSettled,
   prepareRejection,
   type RequestContext,
+  type RequestLifecycle,
   responseEnded,
   type Timeout,
   type TimeoutOptions,
@@ -23,9 +24,10 @@ declare global {
       /**
        * The request's lifecycle: `signal` (aborted at the deadline, on client disconnect or shutdown),
        * `deadline`, `remainingMs()`, `timeoutSignal(ms)`, `requireBudget(ms)`, `forwardHeaders()`. Set by
-       * `timeout()`; `undefined` on routes without it.
+       * `timeout()`, and typed as always there (like `req.session` of express-session): mount `timeout()`
+       * before the routes that read it. On a request `timeout()` did not see it is `undefined`.
        */
-      breakwater?: RequestContext
+      breakwater: RequestLifecycle
     }
   }
 }

@@ -4,6 +4,7 @@
 import { errorResponse } from '@breakwater/core'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { sendRejection } from './reply.js'
+import { contextOf } from './timeout.js'
 
 /** A handler for `app.setErrorHandler()`. */
 export type BreakwaterErrorHandler = (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => void
@@ -21,7 +22,7 @@ export type BreakwaterErrorHandler = (error: FastifyError, request: FastifyReque
  */
 export function errorHandler(): BreakwaterErrorHandler {
   return function breakwaterErrors(error, request, reply): void {
-    const answer = errorResponse(error, request.breakwater ?? undefined, reply.sent, undefined, true)
+    const answer = errorResponse(error, contextOf(request) ?? undefined, reply.sent, undefined, true)
     if (answer === 'answered') return
     if (answer === undefined)
       reply.send(error) // from an error handler, the parent error handler answers

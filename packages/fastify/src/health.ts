@@ -12,6 +12,7 @@ import {
 } from '@breakwater/core'
 import type { FastifyContextConfig, FastifyInstance, FastifyPluginCallback, RouteHandlerMethod } from 'fastify'
 import fp from 'fastify-plugin'
+import { policyOptions } from './register-options.js'
 import { setHeader } from './reply.js'
 import { requestView } from './request-view.js'
 
@@ -29,7 +30,7 @@ declare module 'fastify' {
 const EXEMPT = { rateLimit: false, timeout: false, loadShedding: false } as FastifyContextConfig
 
 const plugin: FastifyPluginCallback<HealthOptions> = (fastify, options, done) => {
-  const probes = createHealth(options)
+  const probes = createHealth(policyOptions(options))
   fastify.decorate('health', probes)
   for (const route of probes.routes) {
     fastify.route({ method: ['GET', 'HEAD'], url: route.path, config: EXEMPT, handler: handlerFor(probes, route.kind) })

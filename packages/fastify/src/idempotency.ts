@@ -22,6 +22,7 @@ import type {
   preParsingHookHandler,
 } from 'fastify'
 import fp from 'fastify-plugin'
+import { policyOptions } from './register-options.js'
 import { sendRejection, setHeader } from './reply.js'
 import { requestView } from './request-view.js'
 
@@ -51,7 +52,7 @@ declare module 'fastify' {
 type Hook = preHandlerHookHandler & { readonly policy: Idempotency }
 
 const plugin: FastifyPluginCallback<FastifyIdempotencyOptions> = (fastify, options, done) => {
-  const { global = true, ...base } = options
+  const { global = true, ...base } = policyOptions(options)
   const globalHook = global ? hookFor(createIdempotency(base)) : undefined
   // Declared up front so every request object keeps one shape.
   if (!fastify.hasRequestDecorator('breakwaterIdempotency')) fastify.decorateRequest('breakwaterIdempotency', null)

@@ -11,6 +11,7 @@ import {
 } from '@breakwater/core'
 import type { FastifyPluginCallback, FastifyReply, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
+import { policyOptions } from './register-options.js'
 import { sendRejection } from './reply.js'
 import { requestView } from './request-view.js'
 
@@ -29,7 +30,7 @@ declare module 'fastify' {
 }
 
 const plugin: FastifyPluginCallback<LoadSheddingOptions> = (fastify, options, done) => {
-  const shedder = createLoadShedder(options)
+  const shedder = createLoadShedder(policyOptions(options))
   fastify.decorate('loadShedding', shedder)
   fastify.addHook('onClose', (_instance, closed) => {
     shedder.close()

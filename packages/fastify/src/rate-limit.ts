@@ -12,6 +12,7 @@ import {
 } from '@breakwater/core'
 import type { FastifyPluginAsync, FastifyReply, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
+import { policyOptions } from './register-options.js'
 import { appendHeaders, sendRejection } from './reply.js'
 import { type FastifyRequestView, requestView } from './request-view.js'
 
@@ -48,7 +49,7 @@ declare module 'fastify' {
 const LIMIT_FIELDS = ['limit', 'windowMs', 'name', 'algorithm', 'burst'] as const
 
 const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, options) => {
-  const { global = true, ...base } = options
+  const { global = true, ...base } = policyOptions(options)
   const globalLimiter = global ? createRateLimiter(base) : undefined
   const globalHook = globalLimiter ? hookFor(globalLimiter) : undefined
   const all = new Set<RateLimiter>(globalLimiter ? [globalLimiter] : [])

@@ -12,6 +12,7 @@ import {
   isPromiseLike,
   prepareRejection,
   type RequestContext,
+  type RequestLifecycle,
   reportLateWrite,
   type Timeout,
   type TimeoutOptions,
@@ -24,6 +25,7 @@ import type {
   RouteHandlerMethod,
 } from 'fastify'
 import fp from 'fastify-plugin'
+import { policyOptions } from './register-options.js'
 import { sendRejection } from './reply.js'
 import { requestView } from './request-view.js'
 
@@ -44,10 +46,12 @@ declare module 'fastify' {
   interface FastifyRequest {
     /**
      * The request's lifecycle: `signal` (aborted at the deadline, on client disconnect or shutdown), `deadline`,
-     * `remainingMs()`, `timeoutSignal(ms)`, `requireBudget(ms)`, `forwardHeaders()`. `null` on routes without a
-     * timeout. (Prefer it to `request.signal`, which also aborts once a request body has been read.)
+     * `remainingMs()`, `timeoutSignal(ms)`, `requireBudget(ms)`, `forwardHeaders()`. Typed as always there, as a
+     * decorator is: it is `null` only on a route registered with `config: { timeout: false }`, or with the
+     * plugin's `global: false` and no `config.timeout`. (Prefer it to `request.signal`, which also aborts once a
+     * request body has been read.)
      */
-    breakwater: RequestContext | null
+    breakwater: RequestLifecycle
   }
 }
 
@@ -68,11 +72,11 @@ const onExpire: ExpiryHandler<FastifyReply> = (decision, reply) => {
 }
 
 const plugin: FastifyPluginCallback<FastifyTimeoutOptions> = (fastify, options, done) => {
-  const { global = true, ...base } = options
+  const { global = true, ...base } = policyOptions(options)
   const globalPolicy = createTimeout(base) // checked at registration even when not global
   const globalHooks = global ? hooksFor(globalPolicy) : undefined
-  // Declared up front so every request object keeps one shape.
-  fastify.decorateRequest('breakwater', null)
+  // Declared up front so every request object keeps one shape; `null` until a route's hook arms a context.
+  fastify.decorateRequest('breakwater', null as unknown as RequestLifecycle)
 
   const routes = new Map<RouteTimeoutConfig, Hooks>()
   fastify.addHook('onRoute', (route) => {
@@ -122,7 +126,7 @@ function hooksFor(policy: Timeout): Hooks {
     // left is silenced instead of reaching Fastify's "reply already sent" path or the error log.
     wrap(handler) {
       return function breakwaterTimeoutHandler(this: unknown, request: FastifyRequest, reply: FastifyReply) {
-        const context = request.breakwater
+        const context = contextOf(request)
         if (context !== null) handlerStarted(context)
         const result = (handler as (this: unknown, request: FastifyRequest, reply: FastifyReply) => unknown).call(
           this,
@@ -137,9 +141,18 @@ function hooksFor(policy: Timeout): Hooks {
   }
 }
 
+/**
+ * The context this plugin armed on `request`, or `null` on a route without a timeout. `request.breakwater` is
+ * typed as the `RequestLifecycle` interface for declaration merging; what this plugin stores there is always a
+ * `RequestContext`.
+ */
+export function contextOf(request: FastifyRequest): RequestContext | null {
+  return request.breakwater as unknown as RequestContext | null
+}
+
 /** The handler is done: the lifecycle ends now if the response is written, else when it closes. */
 function settle(request: FastifyRequest, reply: FastifyReply): void {
-  const context = request.breakwater
+  const context = contextOf(request)
   if (context !== null) handlerSettled(context, reply.raw.writableEnded)
 }
 
@@ -178,7 +191,7 @@ class GuardedResult {
     const policy = this.#policy
     return this.#result.then(
       (value) => {
-        const context = request.breakwater
+        const context = contextOf(request)
         if (!reply.sent || context === null || context.abortReason === undefined) {
           const out = onValue(value) // Fastify sends the payload, usually to the end, before this returns
           settle(request, reply)
@@ -189,7 +202,7 @@ class GuardedResult {
       },
       (error: unknown) => {
         // Answered at the deadline, or the client left: "nothing more to send" (Fastify sends nothing then).
-        const answer = errorResponse(error, request.breakwater ?? undefined, reply.sent, policy, false)
+        const answer = errorResponse(error, contextOf(request) ?? undefined, reply.sent, policy, false)
         if (answer === 'answered') return onValue(undefined)
         try {
           if (answer === undefined || reply.sent) return onError(error)

@@ -1,7 +1,7 @@
 // Koa's one Breakwater error handler: every error Breakwater knows becomes its problem+json answer through
 // core's errorResponse, a request's own abort stays silent, anything else goes on to Koa's own handling.
 
-import { errorResponse } from '@breakwater/core'
+import { errorResponse, type RequestContext } from '@breakwater/core'
 import type { Context, Middleware, Next } from 'koa'
 import { sendRejection } from './reply.js'
 
@@ -24,7 +24,14 @@ export function errorHandler(): Middleware {
     try {
       await next()
     } catch (error) {
-      const answer = errorResponse(error, ctx.breakwater, ctx.res.headersSent, undefined, true)
+      // A RequestContext whenever timeout() saw the request (typed as the interface only for declaration merging).
+      const answer = errorResponse(
+        error,
+        ctx.breakwater as RequestContext | undefined,
+        ctx.res.headersSent,
+        undefined,
+        true,
+      )
       if (answer === 'answered') return
       if (answer === undefined || ctx.headerSent) throw error
       sendRejection(ctx, answer)

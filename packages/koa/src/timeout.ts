@@ -9,6 +9,7 @@ import {
   handlerSettled,
   prepareRejection,
   type RequestContext,
+  type RequestLifecycle,
   reportLateWrite,
   type Timeout,
   type TimeoutOptions,
@@ -22,9 +23,10 @@ declare module 'koa' {
     /**
      * The request's lifecycle: `signal` (aborted at the deadline, on client disconnect or shutdown),
      * `deadline`, `remainingMs()`, `timeoutSignal(ms)`, `requireBudget(ms)`, `forwardHeaders()`. Set by
-     * `timeout()`; `undefined` on routes without it.
+     * `timeout()`, and typed as always there (like `ctx.session` of koa-session): mount `timeout()` before the
+     * middleware that reads it. On a request `timeout()` did not see it is `undefined`.
      */
-    breakwater?: RequestContext
+    breakwater: RequestLifecycle
   }
 }
 

@@ -1,7 +1,7 @@
 // A readiness check for the ioredis client behind Breakwater's stores: PING on a single node, or on every
 // master of a Cluster, so readiness fails when the shared state is unreachable.
 
-import type { Duration, HealthCheck } from '@breakwater/core'
+import { type Duration, type HealthCheck, knownOptions, optionKeys } from '@breakwater/core'
 import type { Cluster, Redis } from 'ioredis'
 
 /** Options of {@link redisCheck}. */
@@ -17,6 +17,9 @@ export interface RedisCheckOptions {
   critical?: boolean
 }
 
+/** Every option of redisCheck; any other key is an error naming it. */
+const OPTIONS = optionKeys<RedisCheckOptions>()(['name', 'timeoutMs', 'critical'])
+
 /**
  * Readiness check of an ioredis `Redis` or `Cluster` client: fails at once when the client is not connected
  * (no command is queued behind a dead connection), else PINGs (every master of a Cluster) and reports the round
@@ -30,6 +33,7 @@ export function redisCheck(client: Redis | Cluster, options: RedisCheckOptions =
   if (typeof client !== 'object' || client === null || typeof client.ping !== 'function') {
     throw new TypeError('redisCheck(client): client must be an ioredis Redis or Cluster')
   }
+  knownOptions('redisCheck', options, OPTIONS)
   return {
     name: options.name ?? 'redis',
     measurement: 'responseTime',

@@ -54,7 +54,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   readonly #commandBuffer: ScriptCommand
 
   constructor(options: RedisIdempotencyStoreOptions) {
-    const client = checkClient(options)
+    const client = checkClient(options, 'RedisIdempotencyStore')
     const prefix = checkPrefix(options.prefix)
     this.prefix = prefix
     const commands = client as unknown as Record<string, ScriptCommand | undefined>

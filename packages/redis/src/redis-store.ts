@@ -114,7 +114,7 @@ export class RedisStore implements RateLimitStore {
   }
 
   constructor(options: RedisStoreOptions) {
-    const client = checkClient(options)
+    const client = checkClient(options, 'RedisStore')
     const prefix = checkPrefix(options.prefix)
     this.#client = client as RedisClient
     this.prefix = prefix

@@ -4,6 +4,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { getHeapStatistics } from 'node:v8'
 import { InvalidOptionError } from '../errors.js'
+import { knownOptions, optionKeys } from '../internal/validate.js'
 import type { HealthCheck, HealthStatus } from './types.js'
 
 /** Options of {@link eventLoopDelayCheck}. */
@@ -16,6 +17,10 @@ export interface EventLoopDelayCheckOptions {
   critical?: boolean
 }
 
+/** Every option of eventLoopDelayCheck and heapCheck; any other key is an error naming it. */
+const LOOP_OPTIONS = optionKeys<EventLoopDelayCheckOptions>()(['warnMs', 'failMs', 'critical'])
+const HEAP_OPTIONS = optionKeys<HeapCheckOptions>()(['warnRatio', 'failRatio', 'critical'])
+
 /**
  * Event-loop delay: the p99 of how late timers fired since the previous run (`perf_hooks`
  * `monitorEventLoopDelay`), in ms. A high value means requests queue behind CPU work.
@@ -24,6 +29,7 @@ export interface EventLoopDelayCheckOptions {
  * createHealth({ checks: [eventLoopDelayCheck({ warnMs: 100, failMs: 1_000, critical: true })] })
  */
 export function eventLoopDelayCheck(options: EventLoopDelayCheckOptions = {}): HealthCheck {
+  knownOptions('eventLoopDelayCheck', options, LOOP_OPTIONS)
   const warnMs = threshold('warnMs', options.warnMs ?? 100)
   const failMs = options.failMs === undefined ? Number.POSITIVE_INFINITY : threshold('failMs', options.failMs)
   // 20 ms resolution: fine enough to see queueing, coarse enough to cost nothing measurable.
@@ -66,6 +72,7 @@ export interface HeapCheckOptions {
  * createHealth({ checks: [heapCheck({ warnRatio: 0.8, failRatio: 0.95 })] })
  */
 export function heapCheck(options: HeapCheckOptions = {}): HealthCheck {
+  knownOptions('heapCheck', options, HEAP_OPTIONS)
   const warnRatio = ratio('warnRatio', options.warnRatio ?? 0.85)
   const failRatio = options.failRatio === undefined ? Number.POSITIVE_INFINITY : ratio('failRatio', options.failRatio)
   return {

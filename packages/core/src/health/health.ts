@@ -4,6 +4,7 @@
 import { InvalidOptionError } from '../errors.js'
 import { channels, publish } from '../events.js'
 import { type Clock, monotonicNow } from '../internal/clock.js'
+import { knownOptions, optionKeys } from '../internal/validate.js'
 import type { HeaderList, RequestView } from '../request-view.js'
 import { isDraining } from '../shutdown/graceful-shutdown.js'
 import { isShuttingDown } from '../timeout/shutdown.js'
@@ -54,6 +55,19 @@ const PUBLIC_PAYLOADS: Record<HealthStatus, string> = {
   fail: '{"status":"fail"}',
 }
 
+/** Every option of health; any other key is an error naming it. */
+const OPTIONS = optionKeys<HealthOptions>()([
+  'checks',
+  'overload',
+  'overloadStatus',
+  'authorize',
+  'paths',
+  'started',
+  'cacheMs',
+  'refreshIntervalMs',
+  'info',
+])
+
 /**
  * Create the health probes. Options are checked here; an invalid one throws `BW_INVALID_OPTION` naming it.
  *
@@ -75,6 +89,7 @@ const PUBLIC_PAYLOADS: Record<HealthStatus, string> = {
  */
 export function createHealth(options: HealthOptions = {}, now: Clock = monotonicNow): Health {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'an object')
+  knownOptions('health', options, OPTIONS)
   const cacheMs = cacheOrZero('cacheMs', options.cacheMs ?? DEFAULT_CACHE_MS)
   const checks = options.checks ?? []
   if (!Array.isArray(checks)) throw new InvalidOptionError('checks', checks, 'an array of checks')

@@ -9,7 +9,15 @@ import { CONTINUE, type ContinueDecision, isPromiseLike, type MaybePromise, type
 import { ErrorCode, InvalidOptionError } from '../errors.js'
 import { channels, publish, publishStoreError, type StoreErrorEvent } from '../events.js'
 import { monotonicNow } from '../internal/clock.js'
-import { type Duration, duration, nonNegativeNumber, oneOf, positiveInteger } from '../internal/validate.js'
+import {
+  type Duration,
+  duration,
+  knownOptions,
+  nonNegativeNumber,
+  oneOf,
+  optionKeys,
+  positiveInteger,
+} from '../internal/validate.js'
 import { type WarningLogger, warnOnce } from '../internal/warn.js'
 import { PROBLEM_CONTENT_TYPE, type ProblemDetails } from '../problem.js'
 import type { HeaderList, RequestView } from '../request-view.js'
@@ -164,6 +172,27 @@ export const defaultStoreStatus = (status: number): boolean =>
   (status >= 200 && status < 300) ||
   (status >= 400 && status < 500 && status !== 408 && status !== 409 && status !== 429)
 
+/** Every option of idempotency; any other key is an error naming it. */
+const OPTIONS = optionKeys<IdempotencyOptions>()([
+  'id',
+  'header',
+  'methods',
+  'required',
+  'scope',
+  'fingerprint',
+  'store',
+  'lockTtlMs',
+  'recordTtlMs',
+  'waitMs',
+  'maxBodyBytes',
+  'replayHeaders',
+  'replayedHeader',
+  'storeStatus',
+  'storeTimeoutMs',
+  'onStoreError',
+  'logger',
+])
+
 /**
  * Create an idempotency policy. Options are checked here; an invalid one throws {@link InvalidOptionError}.
  * Without a `scope`, one `BW_IDEMPOTENCY_NO_SCOPE` warning is emitted.
@@ -177,6 +206,7 @@ export const defaultStoreStatus = (status: number): boolean =>
  */
 export function createIdempotency(options: IdempotencyOptions = {}): Idempotency {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'an object')
+  knownOptions('idempotency', options, OPTIONS)
   const id = options.id ?? DEFAULT_ID
   if (typeof id !== 'string' || id.length === 0 || id.length > 64) {
     throw new InvalidOptionError('id', id, 'a non-empty string of at most 64 characters')

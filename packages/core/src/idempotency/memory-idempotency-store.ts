@@ -3,7 +3,7 @@
 
 import { InvalidOptionError } from '../errors.js'
 import { type Clock, monotonicNow } from '../internal/clock.js'
-import { positiveInteger } from '../internal/validate.js'
+import { knownOptions, optionKeys, positiveInteger } from '../internal/validate.js'
 import type { ClaimResult, IdempotencyRecord, IdempotencyStore, StoredResponse } from './types.js'
 
 /** Options of {@link MemoryIdempotencyStore}. */
@@ -37,6 +37,9 @@ interface Entry {
 const ENTRY_OVERHEAD = 256
 const CLAIMED: ClaimResult = Object.freeze({ state: 'claimed' })
 
+/** Every option of MemoryIdempotencyStore; any other key is an error naming it. */
+const OPTIONS = optionKeys<MemoryIdempotencyStoreOptions>()(['maxKeys', 'maxBytes', 'now'])
+
 /**
  * In-process idempotency store. Bounded by `maxKeys` and `maxBytes` (least recently used records are evicted
  * first); expired locks and records are dropped when touched or evicted, with no timers. Each process has its own
@@ -55,6 +58,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   #bytes = 0
 
   constructor(options: MemoryIdempotencyStoreOptions = {}) {
+    knownOptions('MemoryIdempotencyStore', options, OPTIONS)
     this.#maxKeys = positiveInteger('maxKeys', options.maxKeys ?? 10_000)
     this.#maxBytes = positiveInteger('maxBytes', options.maxBytes ?? 64 * 1024 * 1024)
     if (options.now !== undefined && typeof options.now !== 'function') {

@@ -7,7 +7,7 @@ import { ErrorCode, InvalidOptionError } from '../errors.js'
 import { channels, publish } from '../events.js'
 import { type Clock, monotonicNow } from '../internal/clock.js'
 import { onResponseClose, responseEnded, responseFinished } from '../internal/response.js'
-import { nonNegativeNumber, positiveInteger } from '../internal/validate.js'
+import { knownOptions, nonNegativeNumber, optionKeys, positiveInteger } from '../internal/validate.js'
 import { PROBLEM_CONTENT_TYPE, ProblemType } from '../problem.js'
 import type { RequestView } from '../request-view.js'
 import type { LoadSheddingDecisionEvent, LoadSheddingLimitEvent, LoadSheddingPressureEvent } from './events.js'
@@ -190,6 +190,22 @@ class Ticket implements Permit {
   }
 }
 
+/** Every option of loadShedding; any other key is an error naming it. */
+const OPTIONS = optionKeys<LoadSheddingOptions>()([
+  'id',
+  'limit',
+  'queue',
+  'priority',
+  'sheddableShare',
+  'pressure',
+  'exclude',
+  'retryAfterSeconds',
+  'message',
+  'clock',
+  'random',
+  'dryRun',
+])
+
 /**
  * Create a load shedder. Options are checked here; an invalid one throws {@link InvalidOptionError} naming it.
  *
@@ -247,6 +263,7 @@ class Shedder implements LoadShedder {
 
   constructor(options: LoadSheddingOptions) {
     if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'an object')
+    knownOptions('loadShedding', options, OPTIONS)
     const id = options.id ?? DEFAULT_ID
     if (typeof id !== 'string' || id.length === 0 || id.length > 64) {
       throw new InvalidOptionError('id', id, 'a non-empty string of at most 64 characters')

@@ -6,7 +6,7 @@
 import { isPromiseLike, type MaybePromise } from '../decision.js'
 import { InvalidOptionError } from '../errors.js'
 import { monotonicNow } from '../internal/clock.js'
-import { duration, positiveInteger } from '../internal/validate.js'
+import { duration, knownOptions, optionKeys, positiveInteger } from '../internal/validate.js'
 import type { RateLimitResult, RateLimitStore, ResolvedRule, RuleResult } from './types.js'
 
 /** Options of {@link LeasingStore}. */
@@ -47,6 +47,9 @@ interface Lease {
   exactUntil: number
 }
 
+/** Every option of {@link LeasingStore}; any other key is an error naming it. */
+const OPTIONS = optionKeys<LeasingStoreOptions>()(['store', 'maxSlice', 'maxShare', 'leaseMs', 'maxKeys'])
+
 /**
  * A {@link RateLimitStore} that leases quota for hot keys from a shared store. A key that saw at least two
  * requests in the last lease period takes a slice sized by that demand (at most `maxSlice` units and `maxShare`
@@ -83,6 +86,7 @@ export class LeasingStore implements RateLimitStore {
 
   constructor(options: LeasingStoreOptions) {
     if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'an object')
+    knownOptions('LeasingStore', options, OPTIONS)
     const store = options.store
     if (typeof store !== 'object' || store === null || typeof store.refund !== 'function') {
       throw new InvalidOptionError('store', store, 'a RateLimitStore with refund() (e.g. a RedisStore)')

@@ -15,7 +15,15 @@ import {
 import { monotonicNow } from '../internal/clock.js'
 import { evictOverflow } from '../internal/lru.js'
 import { onResponseClose, responseEnded } from '../internal/response.js'
-import { type Duration, duration, nonNegativeNumber, oneOf, positiveInteger } from '../internal/validate.js'
+import {
+  type Duration,
+  duration,
+  knownOptions,
+  nonNegativeNumber,
+  oneOf,
+  optionKeys,
+  positiveInteger,
+} from '../internal/validate.js'
 import { type WarningLogger, warnOnce } from '../internal/warn.js'
 import { PROBLEM_CONTENT_TYPE, type ProblemDetails, ProblemType } from '../problem.js'
 import type { HeaderList, RequestView } from '../request-view.js'
@@ -151,6 +159,39 @@ const UNKNOWN_CLIENT = 'unknown-client'
 /** Which limiters use each store under which ids, to warn about accidental sharing. */
 const storeUsers = new WeakMap<RateLimitStore, Set<string>>()
 
+/** Every option of {@link createRateLimiter}; any other key is an error naming it. */
+const OPTIONS = optionKeys<RateLimitOptions>()([
+  'name',
+  'limit',
+  'windowMs',
+  'algorithm',
+  'burst',
+  'rules',
+  'id',
+  'key',
+  'cost',
+  'skip',
+  'allowlist',
+  'store',
+  'storeTimeoutMs',
+  'onStoreError',
+  'headers',
+  'partitionKey',
+  'statusCode',
+  'message',
+  'denyCache',
+  'logger',
+  'ipv6Subnet',
+  'skipSuccessfulRequests',
+  'skipFailedRequests',
+  'requestFailed',
+  'dryRun',
+  'enforcePercent',
+  'dryRunHeaders',
+])
+/** Every field of a rule in `rules`. */
+const RULE_FIELDS = optionKeys<RateLimitRule>()(['name', 'limit', 'windowMs', 'algorithm', 'burst'])
+
 /**
  * Create a rate limiter. Options are checked here; an invalid one throws {@link InvalidOptionError}.
  *
@@ -162,6 +203,7 @@ const storeUsers = new WeakMap<RateLimitStore, Set<string>>()
  */
 export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'an object')
+  knownOptions('rateLimit', options, OPTIONS)
   const id = options.id ?? DEFAULT_ID
   if (typeof id !== 'string' || id.length === 0 || id.length > 64) {
     throw new InvalidOptionError('id', id, 'a non-empty string of at most 64 characters')
@@ -755,6 +797,7 @@ function resolveRuleConfigs(options: RateLimitOptions): RuleConfig[] {
     const at = options.rules ? `rules[${i}]` : ''
     const field = (f: string): string => (at ? `${at}.${f}` : f)
     if (typeof rule !== 'object' || rule === null) throw new InvalidOptionError(at, rule, 'a rule object')
+    if (at) knownOptions(at, rule, RULE_FIELDS)
     const name = rule.name ?? (options.rules ? `p${i + 1}` : 'default')
     if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
       throw new InvalidOptionError(field('name'), name, 'a name matching [a-z][a-z0-9_.-]* (at most 64 characters)')

@@ -6,7 +6,7 @@ import { Server as NetServer } from 'node:net'
 import { BreakwaterError, ErrorCode, InvalidOptionError } from '../errors.js'
 import { channels, publish } from '../events.js'
 import { monotonicNow } from '../internal/clock.js'
-import { type Duration, duration } from '../internal/validate.js'
+import { type Duration, duration, knownOptions, optionKeys } from '../internal/validate.js'
 import { isShuttingDown, triggerShutdown } from '../timeout/shutdown.js'
 import { flushBackgroundWrites } from './background-writes.js'
 
@@ -113,6 +113,16 @@ export function isDraining(): boolean {
   return draining || isShuttingDown()
 }
 
+/** Every option of gracefulShutdown; any other key is an error naming it. */
+const OPTIONS = optionKeys<GracefulShutdownOptions>()([
+  'signals',
+  'drainDelayMs',
+  'timeoutMs',
+  'hooks',
+  'hookTimeoutMs',
+  'exit',
+])
+
 /**
  * Graceful shutdown of a server: on SIGTERM (or `trigger()`), readiness fails at once; after `drainDelayMs` the
  * server stops accepting and idle keep-alive connections are closed; in-flight requests finish up to
@@ -132,6 +142,7 @@ export function createGracefulShutdown(
   options: GracefulShutdownOptions = {},
 ): GracefulShutdown {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'an object')
+  knownOptions('gracefulShutdown', options, OPTIONS)
   const closer = server instanceof NetServer ? netServerCloser(server) : checkCloser(server)
   const signals = options.signals ?? DEFAULT_SIGNALS
   if (signals !== false && (!Array.isArray(signals) || signals.some((s) => typeof s !== 'string'))) {

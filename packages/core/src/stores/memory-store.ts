@@ -3,7 +3,7 @@
 
 import { InvalidOptionError } from '../errors.js'
 import { type Clock, monotonicNow } from '../internal/clock.js'
-import { positiveInteger } from '../internal/validate.js'
+import { knownOptions, optionKeys, positiveInteger } from '../internal/validate.js'
 import { type Evaluation, evaluate, refund } from '../rate-limit/algorithms.js'
 import type { RateLimitResult, RateLimitStore, ResolvedRule, RuleResult } from '../rate-limit/types.js'
 
@@ -28,6 +28,9 @@ interface Entry {
 const pending: number[] = []
 const scratch: Evaluation = { allowed: false, remaining: 0, resetMs: 0, next0: 0, next1: 0, next2: 0, expiresAt: 0 }
 
+/** Every option of MemoryStore; any other key is an error naming it. */
+const OPTIONS = optionKeys<MemoryStoreOptions>()(['maxKeys', 'now'])
+
 /**
  * In-process rate-limit store. Bounded: at most `maxKeys` keys, least recently used evicted first (second-chance
  * approximation); expired
@@ -45,6 +48,7 @@ export class MemoryStore implements RateLimitStore {
   readonly #now: Clock
 
   constructor(options: MemoryStoreOptions = {}) {
+    knownOptions('MemoryStore', options, OPTIONS)
     this.#maxKeys = positiveInteger('maxKeys', options.maxKeys ?? 100_000)
     if (options.now !== undefined && typeof options.now !== 'function') {
       throw new InvalidOptionError('now', options.now, 'a function returning milliseconds')

@@ -9,6 +9,7 @@ import { channels, publish, type TimeoutDecisionEvent, type TimeoutLateWriteEven
 import { monotonicNow } from '../internal/clock.js'
 import { onResponseClose, responseClosed, responseFinished } from '../internal/response.js'
 import type { RequestView } from '../request-view.js'
+import type { RequestLifecycle } from './lifecycle.js'
 import { cancelForShutdown, liveNext, livePrev, registerLive, type ShutdownTarget, unregisterLive } from './shutdown.js'
 
 /**
@@ -103,7 +104,7 @@ let handedOnImpl: (context: RequestContext, responseDone: boolean) => void
  *   res.json(await r.json())
  * })
  */
-export class RequestContext implements ShutdownTarget {
+export class RequestContext implements ShutdownTarget, RequestLifecycle {
   #controller: AbortController | undefined = undefined
   #reason: RequestAbortedError | undefined = undefined
   readonly #startedAt: number

@@ -5,7 +5,7 @@ import type { ServerResponse } from 'node:http'
 import type { RejectDecision } from '../decision.js'
 import { ErrorCode, InvalidOptionError, isDeadlineExceededError, isRequestAbortedError } from '../errors.js'
 import { channels } from '../events.js'
-import { type Duration, duration } from '../internal/validate.js'
+import { type Duration, duration, knownOptions, optionKeys } from '../internal/validate.js'
 import { PROBLEM_CONTENT_TYPE, type ProblemDetails } from '../problem.js'
 import type { HeaderList, RequestView } from '../request-view.js'
 import {
@@ -117,6 +117,9 @@ const SHUTDOWN: RejectDecision = freezeDecision(503, [['Connection', 'close'], .
   code: ErrorCode.Shutdown,
 })
 
+/** Every option of timeout; any other key is an error naming it. */
+const OPTIONS = optionKeys<TimeoutOptions>()(['id', 'timeoutMs', 'header', 'trustDeadlineHeader', 'message'])
+
 /**
  * Create a timeout policy. Options are checked here; an invalid one throws {@link InvalidOptionError} naming it.
  *
@@ -129,6 +132,7 @@ const SHUTDOWN: RejectDecision = freezeDecision(503, [['Connection', 'close'], .
  */
 export function createTimeout(options: TimeoutOptions = {}): Timeout {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'an object')
+  knownOptions('timeout', options, OPTIONS)
   const id = options.id ?? DEFAULT_ID
   if (typeof id !== 'string' || id.length === 0 || id.length > 64) {
     throw new InvalidOptionError('id', id, 'a non-empty string of at most 64 characters')

@@ -1,16 +1,20 @@
 // Option checks shared by every Redis store: the user's ioredis client and the key prefix.
 
-import { InvalidOptionError } from '@breakwater/core'
+import { InvalidOptionError, knownOptions, optionKeys } from '@breakwater/core'
 import type { Cluster, Redis } from 'ioredis'
 
 /** Longest key prefix accepted. */
 export const PREFIX_MAX_LENGTH = 128
 
+/** Every option of the Redis stores (`RedisStore`, `RedisIdempotencyStore`); any other key is an error naming it. */
+const OPTIONS = optionKeys<{ client: unknown; prefix?: string }>()(['client', 'prefix'])
+
 /** The `client` option: an ioredis `Redis` or `Cluster` (anything with `defineCommand` and `del`). */
-export function checkClient(options: unknown): Redis | Cluster {
+export function checkClient(options: unknown, what: string): Redis | Cluster {
   if (typeof options !== 'object' || options === null) {
     throw new InvalidOptionError('options', options, 'an object with a `client`')
   }
+  knownOptions(what, options, OPTIONS)
   const client = (options as { client?: unknown }).client
   if (
     typeof client !== 'object' ||
