@@ -131,7 +131,9 @@ export function timeoutErrorHandler(): ErrorRequestHandler {
     const context = req.breakwater
     if (context !== undefined && res.headersSent && context.abortReason !== undefined) return // answered already
     const decision = policy.decisionFor(error, context)
-    if (decision === undefined || decision.status !== 504) {
+    // Everything but the request's own deadline/shutdown 503 (answered when it happened): 504 for deadlines, and
+    // (issue 19) the outbound errors' 503/504 — a stand-in until the one core error→problem path lands.
+    if (decision === undefined || decision === policy.timedOut || decision === policy.shutdown) {
       next(error)
       return
     }

@@ -186,7 +186,10 @@ class GuardedResult {
         if (reply.sent && context?.abortReason !== undefined) return onValue(undefined) // answered at the deadline
         const decision = policy.decisionFor(error, context)
         try {
-          if (decision === undefined || decision.status !== 504 || reply.sent) return onError(error)
+          // Not the request's own deadline/shutdown 503 (answered when it happened); issue 19's outbound 503/504 too.
+          if (decision === undefined || decision === policy.timedOut || decision === policy.shutdown || reply.sent) {
+            return onError(error)
+          }
           sendRejection(reply, decision)
           return onValue(undefined)
         } finally {

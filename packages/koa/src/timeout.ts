@@ -108,6 +108,9 @@ export function timeout(options: TimeoutOptions = {}): TimeoutMiddleware {
 function onFailure(error: unknown, ctx: Context, context: RequestContext, policy: Timeout): void {
   if (context.abortReason !== undefined && ctx.res.headersSent) return // answered at the deadline already
   const decision = policy.decisionFor(error, context)
-  if (decision === undefined || decision.status !== 504 || ctx.headerSent) throw error
+  // Not the request's own deadline/shutdown 503 (answered when it happened); issue 19's outbound 503/504 too.
+  if (decision === undefined || decision === policy.timedOut || decision === policy.shutdown || ctx.headerSent) {
+    throw error
+  }
   sendRejection(ctx, decision)
 }

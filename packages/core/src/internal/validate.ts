@@ -63,3 +63,10 @@ export function duration(option: string, value: unknown): number {
   }
   throw new InvalidOptionError(option, value, 'a positive duration in ms or a string like "10s", "1m", "1h"')
 }
+
+export function nonNegativeInteger(option: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new InvalidOptionError(option, value, 'an integer ≥ 0')
+  }
+  return value
+}

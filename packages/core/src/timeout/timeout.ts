@@ -3,7 +3,14 @@
 
 import type { ServerResponse } from 'node:http'
 import type { RejectDecision } from '../decision.js'
-import { ErrorCode, InvalidOptionError, isDeadlineExceededError, isRequestAbortedError } from '../errors.js'
+import {
+  type BreakwaterError,
+  ErrorCode,
+  InvalidOptionError,
+  isBreakwaterError,
+  isDeadlineExceededError,
+  isRequestAbortedError,
+} from '../errors.js'
 import { channels } from '../events.js'
 import { type Duration, duration } from '../internal/validate.js'
 import { PROBLEM_CONTENT_TYPE, type ProblemDetails } from '../problem.js'
@@ -80,7 +87,9 @@ export interface Timeout extends ContextPolicy {
   arm<T>(context: RequestContext, request: RequestView | undefined, onExpire?: ExpiryHandler<T>, target?: T): boolean
   /**
    * The rejection for an error a handler failed with: 504 for a {@link DeadlineExceededError}, 503 for the
-   * request's own timeout or shutdown reason, `undefined` for anything else (let the framework handle it).
+   * request's own timeout or shutdown reason, 503 + `Retry-After` for a `CircuitOpenError` or
+   * `BulkheadFullError`, 504 for an `AttemptTimeoutError`, `undefined` for anything else (let the framework
+   * handle it).
    * Records the outcome on `context` so it is published once.
    */
   decisionFor(error: unknown, context?: RequestContext): RejectDecision | undefined
@@ -199,12 +208,47 @@ export function createTimeout(options: TimeoutOptions = {}): Timeout {
         if (isRequestAbortedError(current)) {
           return current.kind === 'timeout' ? timedOut : current.kind === 'shutdown' ? SHUTDOWN : undefined
         }
+        if (isBreakwaterError(current) && OUTBOUND_CODES.has(current.code)) return outboundDecision(current)
         current = (current as { cause?: unknown }).cause
       }
       return undefined
     },
   }
   return policy
+}
+
+/**
+ * Outbound protection I (issue 19): the outbound policies' errors a handler lets escape are answered here, as
+ * the smallest change to the one error path the adapters have today. This is a stand-in for the core
+ * error→problem function (helper 15b), which answers every BreakwaterError with a status and
+ * `retryAfterSeconds`; at merge this branch and `OUTBOUND_CODES` go, and the adapters use that function.
+ */
+const OUTBOUND_CODES: ReadonlySet<string> = new Set([
+  ErrorCode.CircuitOpen,
+  ErrorCode.BulkheadFull,
+  ErrorCode.AttemptTimeout,
+])
+
+const OUTBOUND_DETAIL: Record<string, string> = {
+  [ErrorCode.CircuitOpen]: 'A dependency is failing and its circuit is open; retry later.',
+  [ErrorCode.BulkheadFull]: 'Too many calls to a dependency are in flight; retry later.',
+  [ErrorCode.AttemptTimeout]: 'A dependency did not answer within its attempt timeout.',
+}
+
+function outboundDecision(error: BreakwaterError): RejectDecision {
+  const status = error.status ?? 503
+  const retryAfter = error.retryAfterSeconds
+  return freezeDecision(
+    status,
+    retryAfter === undefined ? CONTENT_TYPE : [...CONTENT_TYPE, ['Retry-After', String(retryAfter)]],
+    {
+      type: ABOUT_BLANK,
+      title: status === 504 ? 'Gateway Timeout' : 'Service Unavailable',
+      status,
+      detail: OUTBOUND_DETAIL[error.code] ?? error.message,
+      code: error.code,
+    },
+  )
 }
 
 function freezeDecision(status: number, headers: HeaderList, body: ProblemDetails): RejectDecision {
