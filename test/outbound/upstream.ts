@@ -11,11 +11,16 @@ export interface Upstream {
   readonly closedEarly: string[]
   /** Status `/flaky` answers with (default 500). */
   flakyStatus: number
+  /** Status `/inventory` and `/recommendations` answer with (default 200, a JSON body). */
+  jsonStatus: number
+  /** `Request-Timeout-Ms` of every request, as received. */
+  readonly timeoutHeaders: string[]
   close(): Promise<void>
 }
 
 /**
- * Routes: `/slow?ms=N` answers after N ms (default 2000), `/fast` at once, `/flaky` with `flakyStatus`.
+ * Routes: `/slow?ms=N` answers after N ms (default 2000), `/fast` at once, `/flaky` with `flakyStatus`,
+ * `/inventory` and `/recommendations` with `jsonStatus` and `{ "items": [...], "query": "<search>" }`.
  */
 export async function startUpstream(): Promise<Upstream> {
   const calls = new Map<string, number>()
@@ -25,6 +30,8 @@ export async function startUpstream(): Promise<Upstream> {
     calls,
     closedEarly,
     flakyStatus: 500,
+    jsonStatus: 200,
+    timeoutHeaders: [],
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve())
@@ -34,6 +41,7 @@ export async function startUpstream(): Promise<Upstream> {
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://upstream')
     calls.set(url.pathname, (calls.get(url.pathname) ?? 0) + 1)
+    upstream.timeoutHeaders.push(String(req.headers['request-timeout-ms']))
     res.on('close', () => {
       if (!res.writableFinished) closedEarly.push(url.pathname)
     })
@@ -43,6 +51,9 @@ export async function startUpstream(): Promise<Upstream> {
     } else if (url.pathname === '/flaky') {
       res.statusCode = upstream.flakyStatus
       res.end('flaky')
+    } else if (url.pathname === '/inventory' || url.pathname === '/recommendations') {
+      res.writeHead(upstream.jsonStatus, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ items: [url.pathname.slice(1)], query: url.search }))
     } else res.end('fast')
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))

@@ -20,6 +20,7 @@ import {
 import { RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis'
 import express from 'express'
 import { Redis } from 'ioredis'
+import { mountUpstream } from './upstream.js'
 
 const port = Number(process.env.PORT ?? 3000)
 
@@ -130,6 +131,9 @@ function caller(authorization) {
   const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? '')
   return match ? `user:${match[1]}` : 'anonymous'
 }
+
+// GET /api/upstream/inventory and /recommendations when UPSTREAM_URL is set (see upstream.js).
+mountUpstream(app, stats)
 
 app.get('/debug/stats', (_req, res) => {
   res.json(stats)

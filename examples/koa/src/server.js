@@ -20,6 +20,7 @@ import { RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis
 import Router from '@koa/router'
 import { Redis } from 'ioredis'
 import Koa from 'koa'
+import { mountUpstream } from './upstream.js'
 
 const port = Number(process.env.PORT ?? 3000)
 
@@ -164,6 +165,9 @@ async function jsonBody(ctx, next) {
   }
   await next()
 }
+
+// GET /api/upstream/inventory and /recommendations when UPSTREAM_URL is set (see upstream.js).
+mountUpstream(router, stats)
 
 router.get('/debug/stats', (ctx) => {
   ctx.body = stats
