@@ -310,7 +310,7 @@ describe.each(FRAMEWORKS)('examples/%s outbound routes', (framework) => {
       upstream.jsonStatus = 200
       const recommended = await fetch(`${example.url}/api/upstream/recommendations`)
       expect(await recommended.json()).toMatchObject({ source: 'upstream' })
-      const stats = await (await fetch(`${example.url}/debug/stats`)).json()
+      const stats = (await (await fetch(`${example.url}/debug/stats`)).json()) as { dependencies: unknown }
       expect(stats.dependencies).toEqual({
         inventory: {
           upstreamAttempts: 6,
