@@ -46,6 +46,11 @@ const DONE = 3
 /** Attempt timeouts of every call in the process: one timer. */
 const attemptTimers = new DeadlineQueue<GuardedCall<unknown>>((call) => call.timedOut())
 
+/** @internal Attempts being timed now: a leak check for tests. */
+export function timedAttempts(): number {
+  return attemptTimers.size
+}
+
 /** The call being constructed by `new Promise(takeSettlers)`: no closure per call for the executor. */
 let constructing: GuardedCall<unknown> | undefined
 function takeSettlers(resolve: (value: unknown) => void, reject: (error: unknown) => void): void {

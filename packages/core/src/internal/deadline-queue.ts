@@ -1,6 +1,8 @@
 // One timer for many deadlines: entries sit in a binary min-heap by deadline and a single unref'd timer is armed
-// for the earliest. Adding or removing an entry is O(log n) and allocates nothing; an empty queue holds no timer,
-// so nothing outlives the calls it times.
+// for the earliest. Adding or removing an entry is O(log n) and allocates nothing. The timer is never cleared
+// when an entry leaves: it fires once at the deadline it was armed for, expires what is due and re-arms only for
+// what is left — so a busy queue pays no setTimeout/clearTimeout per entry, and an emptied one holds nothing
+// after that one firing (the entries themselves leave the heap when they settle).
 
 import { type Clock, monotonicNow } from './clock.js'
 
@@ -52,13 +54,6 @@ export class DeadlineQueue<E extends DeadlineEntry> {
       last.heapIndex = index
       this.#down(index)
       this.#up(last.heapIndex)
-    }
-    // The timer stays armed for an earlier deadline than needed (it re-arms when it fires), unless nothing is
-    // left to time: then it goes, so an idle queue holds nothing.
-    if (heap.length === 0 && this.#timer !== undefined) {
-      clearTimeout(this.#timer)
-      this.#timer = undefined
-      this.#timerAt = Number.POSITIVE_INFINITY
     }
   }
 
