@@ -136,13 +136,16 @@ async function main() {
         const timed = await run(scenario, library, scenario === 'resolved' ? 100_000 : 5_000, url, false)
         const perCall = (large.instructions - small.instructions) / calls
         rows.push({ scenario, library, perCall, ns: timed.ns })
-        process.stderr.write(`outbound: ${scenario}:${library} ${Math.round(perCall)} instructions, ${timed.ns.toFixed(0)} ns\n`)
+        process.stderr.write(
+          `outbound: ${scenario}:${library} ${Math.round(perCall)} instructions, ${timed.ns.toFixed(0)} ns\n`,
+        )
       }
     }
   } finally {
     upstream.close()
   }
-  const version = (name) => JSON.parse(readFileSync(join(BENCH_DIR, 'node_modules', name, 'package.json'), 'utf8')).version
+  const version = (name) =>
+    JSON.parse(readFileSync(join(BENCH_DIR, 'node_modules', name, 'package.json'), 'utf8')).version
   const lines = [
     `Per call, breaker + bulkhead + attempt timeout (callgrind, ${calls} vs ${2 * calls} calls after ${WARM_UP} warm-up), node ${process.version}, cockatiel ${version('cockatiel')}, opossum ${version('opossum')}`,
     '',
@@ -172,9 +175,13 @@ async function main() {
     ]
     const file = join(BENCH_DIR, 'OUTBOUND.md')
     writeFileSync(file, `${[...header, ...lines].join('\n')}\n`)
-    execFileSync(process.execPath, [join(BENCH_DIR, '..', 'node_modules', '@biomejs', 'biome', 'bin', 'biome'), 'format', '--write', file], {
-      stdio: 'ignore',
-    })
+    execFileSync(
+      process.execPath,
+      [join(BENCH_DIR, '..', 'node_modules', '@biomejs', 'biome', 'bin', 'biome'), 'format', '--write', file],
+      {
+        stdio: 'ignore',
+      },
+    )
   }
 }
 

@@ -1,6 +1,6 @@
 // A named dependency: the usual outbound stack for one downstream service, built in one fixed order.
 
-import { AttemptTimeout, attemptTimeoutMs } from '../attempt-timeout/attempt-timeout.js'
+import { attemptTimeoutMs } from '../attempt-timeout/attempt-timeout.js'
 import { Bulkhead, type BulkheadOptions } from '../bulkhead/bulkhead.js'
 import { CircuitBreaker, type CircuitBreakerOptions } from '../circuit-breaker/circuit-breaker.js'
 import { InvalidOptionError } from '../errors.js'
