@@ -124,6 +124,9 @@ export function mountUpstream(router, stats) {
   if (!baseUrl) return
   const routes = outboundRoutes(baseUrl)
   stats.dependencies = routes.counters
+  // Node loads its fetch implementation on the first call (tens of ms, more on a busy machine): load it now, so
+  // the first request's attempt timeout does not pay for it.
+  fetch('data:,').catch(() => {})
   for (const name of /** @type {const} */ (['inventory', 'recommendations'])) {
     router.get(`/api/upstream/${name}`, async (ctx) => {
       const answer = await routes[name](ctx.breakwater, ctx.querystring === '' ? '' : `?${ctx.querystring}`)
