@@ -20,11 +20,19 @@ import { parseArgs } from 'node:util'
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
 const SELF = fileURLToPath(import.meta.url)
 const LIBRARIES = ['bare', 'breakwater', 'cockatiel', 'opossum']
-const SCENARIOS = ['resolved', 'http']
+/**
+ * `resolved`: an already-resolved function that does not look at its signal; `resolved-signal`: the same, but it
+ * reads its signal (as any real call passing it on does); `http`: a real loopback HTTP call given the signal.
+ */
+const SCENARIOS = ['resolved', 'resolved-signal', 'http']
 const WARM_UP = 1000
 
-/** One library's guarded call, as the caller writes it; `work` receives an AbortSignal where the library has one. */
-async function guard(library, work) {
+/**
+ * One library's guarded call, as the caller writes it; `work` receives an AbortSignal where the library has one
+ * (opossum has no signal per call). With `readsSignal` false, Breakwater's work never reads `ctx.signal`, so no
+ * AbortController is made for it (cockatiel makes one per call either way).
+ */
+async function guard(library, work, readsSignal) {
   if (library === 'bare') return (signal) => work(signal)
   if (library === 'breakwater') {
     const { dependency } = await import('@breakwater/core')
@@ -33,7 +41,7 @@ async function guard(library, work) {
       bulkhead: { limit: 100 },
       attemptTimeoutMs: 10_000,
     })
-    return () => bench.execute((ctx) => work(ctx.signal))
+    return readsSignal ? () => bench.execute((ctx) => work(ctx.signal)) : () => bench.execute(() => work())
   }
   if (library === 'cockatiel') {
     const { bulkhead, circuitBreaker, ConsecutiveBreaker, handleAll, timeout, TimeoutStrategy, wrap } = await import(
@@ -57,7 +65,7 @@ async function guard(library, work) {
 }
 
 function workFor(scenario, url) {
-  if (scenario === 'resolved') return () => Promise.resolve(1)
+  if (scenario !== 'http') return () => Promise.resolve(1)
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
   // node:http rather than fetch: far fewer instructions per call, so the policies' share is visible.
   return (signal) =>
@@ -71,7 +79,7 @@ function workFor(scenario, url) {
 }
 
 async function worker(scenario, library, count, url) {
-  const call = await guard(library, workFor(scenario, url))
+  const call = await guard(library, workFor(scenario, url), scenario !== 'resolved')
   for (let i = 0; i < WARM_UP; i++) await call()
   const started = process.hrtime.bigint()
   for (let i = 0; i < count; i++) await call()
@@ -122,6 +130,8 @@ async function main() {
   const calls = Number(flags.calls)
   const callgrind = !flags['no-callgrind']
   const upstream = http.createServer((_req, res) => res.end('ok'))
+  // Callgrind slows the client down by ~50×: keep idle keep-alive sockets open so none is reused as it closes.
+  upstream.keepAliveTimeout = 120_000
   await new Promise((resolve) => upstream.listen(0, '127.0.0.1', resolve))
   const url = `http://127.0.0.1:${upstream.address().port}/`
   const rows = []
@@ -133,7 +143,7 @@ async function main() {
           run(scenario, library, 2 * calls, url, callgrind),
         ])
         // Wall clock from a separate run without callgrind, with more calls.
-        const timed = await run(scenario, library, scenario === 'resolved' ? 100_000 : 5_000, url, false)
+        const timed = await run(scenario, library, scenario === 'http' ? 5_000 : 100_000, url, false)
         const perCall = (large.instructions - small.instructions) / calls
         rows.push({ scenario, library, perCall, ns: timed.ns })
         process.stderr.write(

@@ -353,6 +353,30 @@ export class CircuitBreaker implements Policy {
     return this.#isFailureResult(result) ? FAILURE : SUCCESS
   }
 
+  /** @internal True when {@link acquire} would admit a call now (no state change). */
+  admits(): boolean {
+    const state = this.#state
+    if (state === CLOSED) return true
+    if (state === OPEN) return this.#now() >= this.#openUntil && this.#probes > 0
+    return state === HALF_OPEN && this.#probesAdmitted < this.#probes
+  }
+
+  /**
+   * @internal An outcome that speaks for the dependency's health now, whenever its call was admitted — the store
+   * guard's rule: any answer means the store answers (close), any failure means it is down (open afresh).
+   */
+  observe(outcome: typeof SUCCESS | typeof FAILURE): void {
+    const state = this.#state
+    if (outcome === SUCCESS) {
+      if (state === OPEN || state === HALF_OPEN) this.#transition(CLOSED, 'probe_succeeded')
+      else if (state === CLOSED) this.#consecutive = 0
+      return
+    }
+    if (state === CLOSED) {
+      if (++this.#consecutive >= this.#consecutiveLimit) this.#open('consecutive_failures')
+    } else if (state !== ISOLATED) this.#open('probe_failed')
+  }
+
   /** @internal Count the outcome of a call admitted with `token`, which ran `durationMs`. */
   record(token: number, outcome: CallOutcome, durationMs: number): void {
     const slow = durationMs >= this.slowCallMs
