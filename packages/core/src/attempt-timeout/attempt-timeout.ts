@@ -4,7 +4,7 @@
 import { runGuarded, type Stack } from '../dependency/guarded-call.js'
 import { InvalidOptionError } from '../errors.js'
 import type { ExecuteOptions, Policy, Work } from '../execute/policy.js'
-import { type Duration, duration } from '../internal/validate.js'
+import { type Duration, duration, knownOptions, policyName } from '../internal/validate.js'
 import { MAX_TIMEOUT_MS } from '../timeout/request-context.js'
 
 /** Options of {@link createAttemptTimeout}. */
@@ -14,6 +14,8 @@ export interface AttemptTimeoutOptions {
   /** The attempt's time limit (ms or `"300ms"`); the caller's remaining budget, if smaller, wins. Required. */
   timeoutMs: Duration
 }
+
+const KEYS = new Set(['name', 'timeoutMs'])
 
 /**
  * Create an attempt timeout. An attempt past `timeoutMs` fails with `AttemptTimeoutError` (504, counted by a
@@ -38,16 +40,8 @@ export class AttemptTimeout implements Policy {
   readonly #stack: Stack
 
   constructor(options: AttemptTimeoutOptions) {
-    if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'an object')
-    for (const key of Object.keys(options)) {
-      if (key !== 'name' && key !== 'timeoutMs') {
-        throw new InvalidOptionError(key, (options as unknown as Record<string, unknown>)[key], 'a known option')
-      }
-    }
-    const name = options.name ?? 'attempt-timeout'
-    if (typeof name !== 'string' || name.length === 0 || name.length > 64) {
-      throw new InvalidOptionError('name', name, 'a non-empty string of at most 64 characters')
-    }
+    knownOptions(options, KEYS)
+    const name = policyName('name', options.name ?? 'attempt-timeout')
     this.name = name
     this.timeoutMs = attemptTimeoutMs('timeoutMs', options.timeoutMs)
     this.#stack = { name, breaker: undefined, bulkhead: undefined, timeoutMs: this.timeoutMs, dependency: false }

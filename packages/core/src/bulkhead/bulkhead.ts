@@ -6,7 +6,7 @@ import { runGuarded, type Stack } from '../dependency/guarded-call.js'
 import { BulkheadFullError, InvalidOptionError } from '../errors.js'
 import { type BulkheadDecisionEvent, type BulkheadLimitEvent, channels, publish } from '../events.js'
 import type { ExecuteOptions, Policy, Work } from '../execute/policy.js'
-import { type Duration, duration, nonNegativeInteger } from '../internal/validate.js'
+import { type Duration, duration, knownOptions, nonNegativeInteger, policyName } from '../internal/validate.js'
 import type { LimitOptions } from '../load-shedding/limits.js'
 
 /** Options of {@link createBulkhead} (and the `bulkhead` of `dependency()`). */
@@ -53,14 +53,8 @@ export class Bulkhead implements Policy {
   readonly #stack: Stack
 
   constructor(options: BulkheadOptions) {
-    if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'an object')
-    for (const key of Object.keys(options)) {
-      if (!KEYS.has(key)) throw new InvalidOptionError(key, (options as Record<string, unknown>)[key], 'a known option')
-    }
-    const name = options.name ?? 'bulkhead'
-    if (typeof name !== 'string' || name.length === 0 || name.length > 64) {
-      throw new InvalidOptionError('name', name, 'a non-empty string of at most 64 characters')
-    }
+    knownOptions(options, KEYS)
+    const name = policyName('name', options.name ?? 'bulkhead')
     this.name = name
     this.limiter = new ConcurrencyLimiter('limit', options.limit ?? 25, nonNegativeInteger('queue', options.queue ?? 0))
     this.queueTimeoutMs = duration('queueTimeoutMs', options.queueTimeoutMs ?? 1000)

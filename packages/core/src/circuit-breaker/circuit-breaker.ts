@@ -14,7 +14,14 @@ import {
 } from '../events.js'
 import type { ExecuteOptions, Policy, Work } from '../execute/policy.js'
 import { type Clock, monotonicNow } from '../internal/clock.js'
-import { type Duration, duration, optionalFunction, positiveInteger } from '../internal/validate.js'
+import {
+  type Duration,
+  duration,
+  knownOptions,
+  optionalFunction,
+  policyName,
+  positiveInteger,
+} from '../internal/validate.js'
 import { type BreakerStateStore, settleStoreCall } from './state-store.js'
 
 /** Options of {@link createCircuitBreaker} (and the `breaker` of `dependency()`). */
@@ -184,14 +191,8 @@ export class CircuitBreaker implements Policy {
   readonly #slow: Uint32Array
 
   constructor(options: CircuitBreakerOptions) {
-    if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'an object')
-    for (const key of Object.keys(options)) {
-      if (!KEYS.has(key)) throw new InvalidOptionError(key, (options as Record<string, unknown>)[key], 'a known option')
-    }
-    const name = options.name ?? 'circuit-breaker'
-    if (typeof name !== 'string' || name.length === 0 || name.length > 64) {
-      throw new InvalidOptionError('name', name, 'a non-empty string of at most 64 characters')
-    }
+    knownOptions(options, KEYS)
+    const name = policyName('name', options.name ?? 'circuit-breaker')
     this.name = name
     this.#now = options.clock ?? monotonicNow
     if (typeof this.#now !== 'function') throw new InvalidOptionError('clock', options.clock, 'a function')

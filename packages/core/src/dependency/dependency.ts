@@ -5,7 +5,7 @@ import { Bulkhead, type BulkheadOptions } from '../bulkhead/bulkhead.js'
 import { CircuitBreaker, type CircuitBreakerOptions } from '../circuit-breaker/circuit-breaker.js'
 import { InvalidOptionError } from '../errors.js'
 import type { ExecuteOptions, Policy, Work } from '../execute/policy.js'
-import type { Duration } from '../internal/validate.js'
+import { type Duration, knownOptions, policyName } from '../internal/validate.js'
 import { runGuarded, type Stack } from './guarded-call.js'
 
 /** Options of {@link dependency}. Each layer can be switched off with `false`. */
@@ -58,13 +58,8 @@ export interface Dependency extends Policy {
  *   inventory.execute(({ signal }) => fetch(`http://127.0.0.1:4000/inventory/${sku}`, { signal }), { signal })
  */
 export function dependency(name: string, options: DependencyOptions = {}): Dependency {
-  if (typeof name !== 'string' || name.length === 0 || name.length > 64) {
-    throw new InvalidOptionError('name', name, 'a non-empty string of at most 64 characters')
-  }
-  if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'an object')
-  for (const key of Object.keys(options)) {
-    if (!KEYS.has(key)) throw new InvalidOptionError(key, (options as Record<string, unknown>)[key], 'a known option')
-  }
+  policyName('name', name)
+  knownOptions(options, KEYS)
   const breaker =
     options.breaker === false ? undefined : new CircuitBreaker({ ...layer('breaker', options.breaker), name })
   const bulkhead =

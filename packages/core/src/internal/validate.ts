@@ -70,3 +70,20 @@ export function nonNegativeInteger(option: string, value: unknown): number {
   }
   return value
 }
+
+/** An options object whose every key is one of `known`: a misspelt option is an error naming it. */
+export function knownOptions<T extends object>(options: T, known: ReadonlySet<string>): T {
+  if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'an object')
+  for (const key of Object.keys(options)) {
+    if (!known.has(key)) throw new InvalidOptionError(key, (options as Record<string, unknown>)[key], 'a known option')
+  }
+  return options
+}
+
+/** A policy's name as events and errors show it: 1 to 64 characters. */
+export function policyName(option: string, value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 64) {
+    throw new InvalidOptionError(option, value, 'a non-empty string of at most 64 characters')
+  }
+  return value
+}
