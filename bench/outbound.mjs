@@ -1,7 +1,7 @@
 // Per-call overhead of outbound protection: circuit breaker + bulkhead + attempt timeout around (a) an
 // already-resolved function and (b) a real loopback HTTP call, for Breakwater's dependency(), cockatiel 3.2's
 // wrap() of the same three policies, and opossum 9 (its breaker carries a timeout and a capacity semaphore).
-// Usage: node bench/outbound.mjs [--calls 2000] [--no-callgrind] [--no-write]
+// Usage: node bench/outbound.mjs [--calls 2000] [--only resolved:breakwater,http:bare,…] [--no-callgrind] [--no-write]
 // Prints a Markdown table and (unless --no-write) writes it to bench/OUTBOUND.md.
 //
 // Instructions are counted as in instructions.mjs: each (scenario, library) runs twice under callgrind, N and 2N
@@ -123,6 +123,7 @@ async function main() {
   const { values: flags } = parseArgs({
     options: {
       calls: { type: 'string', default: '2000' },
+      only: { type: 'string' },
       'no-callgrind': { type: 'boolean', default: false },
       'no-write': { type: 'boolean', default: false },
     },
@@ -138,6 +139,7 @@ async function main() {
   try {
     for (const scenario of SCENARIOS) {
       for (const library of LIBRARIES) {
+        if (flags.only !== undefined && !flags.only.split(',').includes(`${scenario}:${library}`)) continue
         const [small, large] = await Promise.all([
           run(scenario, library, calls, url, callgrind),
           run(scenario, library, 2 * calls, url, callgrind),
@@ -165,8 +167,8 @@ async function main() {
   for (const row of rows) {
     const bare = rows.find((r) => r.scenario === row.scenario && r.library === 'bare')
     const ours = rows.find((r) => r.scenario === row.scenario && r.library === 'breakwater')
-    const added = row.perCall - bare.perCall
-    const oursAdded = ours.perCall - bare.perCall
+    const added = row.perCall - (bare?.perCall ?? Number.NaN)
+    const oursAdded = (ours?.perCall ?? Number.NaN) - (bare?.perCall ?? Number.NaN)
     const vs = row.library === 'bare' ? '–' : `${(added / oursAdded).toFixed(2)}×`
     lines.push(
       `| ${row.scenario} | ${row.library} | ${fmt(row.perCall)} | ${row.library === 'bare' ? '–' : fmt(added)} | ${vs} | ${fmt(row.ns)} |`,
