@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
+import { circuitBreakerSection } from './demo-breaker.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const FRAMEWORKS = ['express', 'fastify', 'koa']
@@ -257,5 +258,6 @@ for (const framework of frameworks) {
   } finally {
     await app.stop()
   }
+  await circuitBreakerSection(startExample, framework)
   await drainSection(framework)
 }

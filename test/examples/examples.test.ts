@@ -4,7 +4,9 @@
 
 import { randomInt } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
-import { describe, expect, it } from 'vitest'
+import { fileURLToPath } from 'node:url'
+import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { startUpstream } from '../outbound/upstream.js'
 import { testRedisUrl } from '../support/redis-server.js'
 import { FRAMEWORKS, startExample, useExamples } from './example-process.js'
 
@@ -210,3 +212,55 @@ describe.each(FRAMEWORKS.flatMap((framework) => STORES.map((store) => [framework
     })
   },
 )
+
+describe.each(FRAMEWORKS)('examples/%s outbound routes', (framework) => {
+  it('GET /api/upstream/* call UPSTREAM_URL through their own breaker and bulkhead, with the contract’s answers', async () => {
+    const upstream = await startUpstream()
+    try {
+      const example = await startExample(framework, { UPSTREAM_URL: upstream.url })
+      const inventory = await fetch(`${example.url}/api/upstream/inventory?sku=42`)
+      expect(inventory.status).toBe(200)
+      expect(await inventory.json()).toEqual({ source: 'upstream', data: { items: ['inventory'], query: '?sku=42' } })
+      // Every attempt carries how long the caller still waits: at most the 300 ms attempt timeout.
+      expect(upstream.timeoutHeaders.map(Number).every((ms) => ms > 0 && ms <= 300)).toBe(true)
+      upstream.jsonStatus = 500
+      for (let i = 0; i < 5; i++) {
+        const failed = await fetch(`${example.url}/api/upstream/inventory`)
+        expect(failed.status).toBe(502)
+        expect(await failed.json()).toMatchObject({ status: 502, code: 'BW_UPSTREAM_FAILED' })
+      }
+      const calls = upstream.calls.get('/inventory')
+      const open = await fetch(`${example.url}/api/upstream/inventory`)
+      expect(open.status).toBe(503)
+      expect(open.headers.get('retry-after')).toBe('1')
+      expect(open.headers.get('content-type')).toMatch(/^application\/problem\+json/)
+      expect(await open.json()).toMatchObject({ status: 503, code: 'BW_CIRCUIT_OPEN' })
+      expect(upstream.calls.get('/inventory')).toBe(calls) // not called while open
+      // recommendations has its own breaker: still calling, and falling back on failure.
+      const fallback = await fetch(`${example.url}/api/upstream/recommendations`)
+      expect(await fallback.json()).toEqual({ source: 'fallback', data: { items: [] } })
+      upstream.jsonStatus = 200
+      const recommended = await fetch(`${example.url}/api/upstream/recommendations`)
+      expect(await recommended.json()).toMatchObject({ source: 'upstream' })
+      const stats = (await (await fetch(`${example.url}/debug/stats`)).json()) as { dependencies: unknown }
+      expect(stats.dependencies).toEqual({
+        inventory: {
+          upstreamAttempts: 6,
+          upstreamStale: 0,
+          upstreamFallback: 0,
+          circuitRejected: 1,
+          bulkheadRejected: 0,
+        },
+        recommendations: {
+          upstreamAttempts: 2,
+          upstreamStale: 0,
+          upstreamFallback: 1,
+          circuitRejected: 0,
+          bulkheadRejected: 0,
+        },
+      })
+    } finally {
+      await upstream.close()
+    }
+  })
+})

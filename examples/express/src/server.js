@@ -23,6 +23,7 @@ import { logClientErrors, RedisIdempotencyStore, RedisStore, redisCheck } from '
 import express from 'express'
 import { Redis } from 'ioredis'
 import { METRICS_CONTENT_TYPE, startMetrics } from './metrics.js'
+import { mountUpstream } from './upstream.js'
 
 const port = Number(process.env.PORT ?? 3000)
 // OTEL=prometheus: OpenTelemetry metrics of every policy, served at GET /metrics (see metrics.js).
@@ -146,6 +147,9 @@ function caller(authorization) {
   const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? '')
   return match ? `user:${match[1]}` : 'anonymous'
 }
+
+// GET /api/upstream/inventory and /recommendations when UPSTREAM_URL is set (see upstream.js).
+mountUpstream(app, stats)
 
 app.get('/debug/stats', (_req, res) => {
   res.json(stats)

@@ -23,6 +23,7 @@ import Router from '@koa/router'
 import { Redis } from 'ioredis'
 import Koa from 'koa'
 import { METRICS_CONTENT_TYPE, startMetrics } from './metrics.js'
+import { mountUpstream } from './upstream.js'
 
 const port = Number(process.env.PORT ?? 3000)
 // OTEL=prometheus: OpenTelemetry metrics of every policy, served at GET /metrics (see metrics.js).
@@ -193,6 +194,9 @@ async function jsonBody(ctx, next) {
   }
   await next()
 }
+
+// GET /api/upstream/inventory and /recommendations when UPSTREAM_URL is set (see upstream.js).
+mountUpstream(router, stats)
 
 router.get('/debug/stats', (ctx) => {
   ctx.body = stats

@@ -48,6 +48,12 @@ export const ErrorCode = {
   UnsupportedMediaType: 'BW_UNSUPPORTED_MEDIA_TYPE',
   /** The route exists but not for this method (HTTP 405, with `Allow`). */
   MethodNotAllowed: 'BW_METHOD_NOT_ALLOWED',
+  /** A circuit breaker is open (or isolated) and rejected the call without running it (HTTP 503). */
+  CircuitOpen: 'BW_CIRCUIT_OPEN',
+  /** A bulkhead's calls in flight and its queue are full, or the call waited its whole queue timeout (HTTP 503). */
+  BulkheadFull: 'BW_BULKHEAD_FULL',
+  /** One attempt at a dependency outlived its attempt timeout and was cancelled (HTTP 504). */
+  AttemptTimeout: 'BW_ATTEMPT_TIMEOUT',
 } as const
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
@@ -200,6 +206,103 @@ export class DeadlineExceededError extends BreakwaterError {
 /** True when `value` is a {@link DeadlineExceededError}, whichever copy of the package created it. */
 export function isDeadlineExceededError(value: unknown): value is DeadlineExceededError {
   return isBreakwaterError(value) && value.code === ErrorCode.DeadlineExceeded
+}
+
+/**
+ * A circuit breaker rejected the call without running it: the dependency failed recently (state `open`), the
+ * half-open probes are all taken (`half_open`), or the breaker was isolated by hand (`isolated`). Answered 503
+ * with `Retry-After` = {@link retryAfterSeconds}, the whole seconds until the next probe may run (at least 1).
+ *
+ * @example
+ * try { await inventory.execute(({ signal }) => fetch(url, { signal })) }
+ * catch (err) { if (isCircuitOpenError(err)) return cachedInventory() ; throw err }
+ */
+export class CircuitOpenError extends BreakwaterError {
+  /** The breaker's (dependency's) name. */
+  readonly policy: string
+  /** The state that rejected the call. */
+  readonly state: 'open' | 'half_open' | 'isolated'
+  declare readonly retryAfterSeconds: number
+  constructor(policy: string, state: 'open' | 'half_open' | 'isolated', retryAfterSeconds: number) {
+    super(ErrorCode.CircuitOpen, `The circuit of "${policy}" is ${state.replace('_', '-')}; the call was not made.`, {
+      status: 503,
+      retryAfterSeconds,
+    })
+    this.name = 'CircuitOpenError'
+    this.policy = policy
+    this.state = state
+  }
+}
+
+/** True when `value` is a {@link CircuitOpenError}, whichever copy of the package created it. */
+export function isCircuitOpenError(value: unknown): value is CircuitOpenError {
+  return isBreakwaterError(value) && value.code === ErrorCode.CircuitOpen
+}
+
+/**
+ * A bulkhead had no room: its calls in flight and its queue were full (`reason: 'full'`), or the call waited in
+ * the queue for its whole wait timeout (`'queue_timeout'`). Answered 503 with `Retry-After`. Never counted as a
+ * failure of the dependency by a circuit breaker: the dependency was not called.
+ *
+ * @example
+ * try { await search.execute(({ signal }) => fetch(url, { signal })) }
+ * catch (err) { if (isBulkheadFullError(err)) console.log(err.reason) ; throw err }
+ */
+export class BulkheadFullError extends BreakwaterError {
+  /** The bulkhead's (dependency's) name. */
+  readonly policy: string
+  readonly reason: 'full' | 'queue_timeout'
+  declare readonly retryAfterSeconds: number
+  constructor(policy: string, reason: 'full' | 'queue_timeout', retryAfterSeconds: number) {
+    super(
+      ErrorCode.BulkheadFull,
+      reason === 'full'
+        ? `The bulkhead of "${policy}" is full; the call was not made.`
+        : `The call to "${policy}" waited its whole queue timeout for a bulkhead slot; it was not made.`,
+      { status: 503, retryAfterSeconds },
+    )
+    this.name = 'BulkheadFullError'
+    this.policy = policy
+    this.reason = reason
+  }
+}
+
+/** True when `value` is a {@link BulkheadFullError}, whichever copy of the package created it. */
+export function isBulkheadFullError(value: unknown): value is BulkheadFullError {
+  return isBreakwaterError(value) && value.code === ErrorCode.BulkheadFull
+}
+
+/**
+ * One attempt at a dependency did not settle within its attempt timeout: its signal was aborted with this error
+ * as the reason and the call failed with it. Counted as a failure by a circuit breaker; answered 504. (When the
+ * caller's own deadline is what ran out first, the error is a {@link DeadlineExceededError} instead.)
+ *
+ * @example
+ * catch (err) { if (isAttemptTimeoutError(err)) console.log(`gave up after ${err.timeoutMs} ms`) }
+ */
+export class AttemptTimeoutError extends BreakwaterError {
+  /** The dependency's name. */
+  readonly policy: string
+  /** The attempt timeout that ran out, in ms. */
+  readonly timeoutMs: number
+  readonly statusCode = 504
+  constructor(policy: string, timeoutMs: number) {
+    super(
+      ErrorCode.AttemptTimeout,
+      `The call to "${policy}" did not complete within its ${timeoutMs} ms attempt timeout.`,
+      {
+        status: 504,
+      },
+    )
+    this.name = 'TimeoutError'
+    this.policy = policy
+    this.timeoutMs = timeoutMs
+  }
+}
+
+/** True when `value` is an {@link AttemptTimeoutError}, whichever copy of the package created it. */
+export function isAttemptTimeoutError(value: unknown): value is AttemptTimeoutError {
+  return isBreakwaterError(value) && value.code === ErrorCode.AttemptTimeout
 }
 
 function describe(value: unknown): string {

@@ -35,7 +35,96 @@ export const channels = {
   loadSheddingLimit: diagnostics.channel('breakwater:load-shedding:limit'),
   /** The pressure signals crossed (or fell back under) a threshold: {@link LoadSheddingPressureEvent}. */
   loadSheddingPressure: diagnostics.channel('breakwater:load-shedding:pressure'),
+  /** A circuit breaker changed state: {@link CircuitBreakerStateEvent}. */
+  circuitBreakerState: diagnostics.channel('breakwater:circuit-breaker:state'),
+  /** One message per call a circuit breaker saw (counted, ignored or rejected): {@link CircuitBreakerCallEvent}. */
+  circuitBreakerCall: diagnostics.channel('breakwater:circuit-breaker:call'),
+  /** One message per bulkhead admission, rejection or queued call that left: {@link BulkheadDecisionEvent}. */
+  bulkheadDecision: diagnostics.channel('breakwater:bulkhead:decision'),
+  /** An adaptive bulkhead's limit changed: {@link BulkheadLimitEvent}. */
+  bulkheadLimit: diagnostics.channel('breakwater:bulkhead:limit'),
+  /** One message per attempt of a dependency call: {@link DependencyAttemptEvent}. */
+  dependencyAttempt: diagnostics.channel('breakwater:dependency:attempt'),
+  /** One message per dependency call, when it settles: {@link DependencyCallEvent}. */
+  dependencyCall: diagnostics.channel('breakwater:dependency:call'),
 } as const
+
+/** A circuit breaker's state. `isolated`: opened by hand with `isolate()`, until `reset()`. */
+export type CircuitState = 'closed' | 'open' | 'half_open' | 'isolated'
+
+/** Payload of `breakwater:circuit-breaker:state`. */
+export interface CircuitBreakerStateEvent {
+  /** The breaker's (dependency's) name. */
+  policy: string
+  from: CircuitState
+  to: CircuitState
+  /**
+   * Why: a trigger (`consecutive_failures`, `failure_ratio`, `slow_call_ratio`), a probe's outcome
+   * (`probe_failed`, `probe_succeeded`), the open period ending (`open_elapsed`), a manual `isolate`/`reset`, or
+   * `shared`: another process opened the breaker (read from the shared store).
+   */
+  reason:
+    | 'consecutive_failures'
+    | 'failure_ratio'
+    | 'slow_call_ratio'
+    | 'probe_failed'
+    | 'probe_succeeded'
+    | 'open_elapsed'
+    | 'isolate'
+    | 'reset'
+    | 'shared'
+}
+
+/** Payload of `breakwater:circuit-breaker:call`. */
+export interface CircuitBreakerCallEvent {
+  policy: string
+  /**
+   * `success`/`failure`: counted as such. `rejected`: not run, the circuit is open. `ignored`: run but not
+   * counted (the caller aborted, a bulkhead was full, or the breaker changed state meanwhile).
+   */
+  outcome: 'success' | 'failure' | 'rejected' | 'ignored'
+  /** Slower than the breaker's slow-call threshold (false when it has none). */
+  slow: boolean
+  /** Seconds the call ran (0 when rejected). */
+  durationSeconds: number
+}
+
+/** Payload of `breakwater:bulkhead:decision`. */
+export interface BulkheadDecisionEvent {
+  policy: string
+  /** `admitted` (at once or after queueing), `rejected` (see `reason`), `aborted` (the caller left the queue). */
+  outcome: 'admitted' | 'rejected' | 'aborted'
+  reason?: 'full' | 'queue_timeout'
+  /** Seconds spent in the queue (0 when not queued). */
+  queuedSeconds: number
+}
+
+/** Payload of `breakwater:bulkhead:limit`. */
+export interface BulkheadLimitEvent {
+  policy: string
+  limit: number
+  inFlight: number
+  queued: number
+}
+
+/** Payload of `breakwater:dependency:attempt`. */
+export interface DependencyAttemptEvent {
+  /** The dependency's name. */
+  policy: string
+  /** 1 for the first attempt. */
+  attempt: number
+  outcome: 'success' | 'failure' | 'timed_out' | 'aborted' | 'circuit_open' | 'bulkhead_full'
+  durationSeconds: number
+}
+
+/** Payload of `breakwater:dependency:call`. */
+export interface DependencyCallEvent {
+  policy: string
+  outcome: 'success' | 'failure' | 'timed_out' | 'circuit_open' | 'bulkhead_full' | 'deadline_exceeded' | 'aborted'
+  /** Attempts made (0 when the call was refused before any: no budget, open circuit, full bulkhead). */
+  attempts: number
+  durationSeconds: number
+}
 
 /** Payload of `breakwater:rate-limit:decision`. */
 export interface RateLimitDecisionEvent {

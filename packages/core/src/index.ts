@@ -1,6 +1,20 @@
 // Public entry of @breakwater/core. Everything exported here is documented and stable; src/internal is not.
 
 export {
+  AttemptTimeout,
+  type AttemptTimeoutOptions,
+  createAttemptTimeout,
+} from './attempt-timeout/attempt-timeout.js'
+export { Bulkhead, type BulkheadOptions, createBulkhead } from './bulkhead/bulkhead.js'
+export {
+  CircuitBreaker,
+  type CircuitBreakerOptions,
+  type CircuitBreakerSnapshot,
+  createCircuitBreaker,
+  isFailedResponse,
+} from './circuit-breaker/circuit-breaker.js'
+export { type BreakerStateStore, MemoryBreakerStateStore } from './circuit-breaker/state-store.js'
+export {
   CONTINUE,
   type ContinueDecision,
   type Decision,
@@ -8,13 +22,20 @@ export {
   type MaybePromise,
   type RejectDecision,
 } from './decision.js'
+export { type Dependency, type DependencyOptions, dependency } from './dependency/dependency.js'
 export {
   type AbortKind,
+  AttemptTimeoutError,
   BreakwaterError,
+  BulkheadFullError,
+  CircuitOpenError,
   DeadlineExceededError,
   ErrorCode,
   InvalidOptionError,
+  isAttemptTimeoutError,
   isBreakwaterError,
+  isBulkheadFullError,
+  isCircuitOpenError,
   isDeadlineExceededError,
   isInvalidOptionError,
   isRequestAbortedError,
@@ -24,7 +45,14 @@ export {
   StoreError,
 } from './errors.js'
 export {
+  type BulkheadDecisionEvent,
+  type BulkheadLimitEvent,
+  type CircuitBreakerCallEvent,
+  type CircuitBreakerStateEvent,
+  type CircuitState,
   channels,
+  type DependencyAttemptEvent,
+  type DependencyCallEvent,
   type HealthCheckEvent,
   type HealthProbeEvent,
   type RateLimitDecisionEvent,
@@ -35,6 +63,14 @@ export {
   type TimeoutLateWriteEvent,
   type WarningEvent,
 } from './events.js'
+export {
+  type CallerContext,
+  compose,
+  type ExecuteContext,
+  type ExecuteOptions,
+  type Policy,
+  type Work,
+} from './execute/policy.js'
 export {
   type EventLoopDelayCheckOptions,
   eventLoopDelayCheck,

@@ -1,5 +1,6 @@
 // Public entry of @breakwater/redis: Redis-backed stores for Breakwater policies on your ioredis client.
 
+export { RedisBreakerStateStore, type RedisBreakerStateStoreOptions } from './breaker-state-store.js'
 export { logClientErrors } from './client-errors.js'
 export { type RedisCheckOptions, redisCheck } from './health-check.js'
 export { RedisIdempotencyStore, type RedisIdempotencyStoreOptions } from './idempotency-store.js'

@@ -99,6 +99,7 @@ export function optionKeys<T>() {
  * // Unknown option "prefx" of MyStore (did you mean "prefix"?); known options: client, prefix
  */
 export function knownOptions(what: string, options: object, known: ReadonlySet<string>): void {
+  if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'an object')
   for (const key of Object.keys(options)) {
     if (known.has(key)) continue
     const suggestion = closest(key, known)
@@ -137,4 +138,19 @@ function editDistance(a: string, b: string): number {
     previous = current
   }
   return previous[b.length] ?? 0
+}
+
+export function nonNegativeInteger(option: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new InvalidOptionError(option, value, 'an integer ≥ 0')
+  }
+  return value
+}
+
+/** A policy's name as events and errors show it: 1 to 64 characters. */
+export function policyName(option: string, value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 64) {
+    throw new InvalidOptionError(option, value, 'a non-empty string of at most 64 characters')
+  }
+  return value
 }

@@ -2,6 +2,7 @@
 // waiting, sheds by priority and process pressure, and releases each permit exactly once when its response closes.
 
 import type { ServerResponse } from 'node:http'
+import { AdaptiveLimit } from '../concurrency/adaptive-limit.js'
 import { CONTINUE, type Decision, type MaybePromise, type RejectDecision } from '../decision.js'
 import { ErrorCode, InvalidOptionError } from '../errors.js'
 import { channels, publish } from '../events.js'
@@ -11,7 +12,7 @@ import { knownOptions, nonNegativeNumber, optionKeys, positiveInteger } from '..
 import { PROBLEM_CONTENT_TYPE, ProblemType } from '../problem.js'
 import type { RequestView } from '../request-view.js'
 import type { LoadSheddingDecisionEvent, LoadSheddingLimitEvent, LoadSheddingPressureEvent } from './events.js'
-import { createLimitAlgorithm, type LimitAlgorithm, type LimitOptions, type WindowSettings } from './limits.js'
+import type { LimitAlgorithm, LimitOptions } from './limits.js'
 import { PressureMonitor, type PressureOptions, type PressureReadings } from './pressure.js'
 
 /** How much a request matters when the service is overloaded: sheddable work goes first, critical last. */
@@ -227,7 +228,7 @@ export function createLoadShedder(options: LoadSheddingOptions = {}): LoadShedde
 
 class Shedder implements LoadShedder {
   readonly id: string
-  readonly #algorithm: LimitAlgorithm & WindowSettings
+  readonly #limit: AdaptiveLimit
   readonly #static: boolean
   #capacity: number
   #sheddableCapacity: number
@@ -251,13 +252,6 @@ class Shedder implements LoadShedder {
   readonly #rejections: readonly RejectDecision[]
   readonly #now: Clock
   readonly #random: () => number
-  // The window of samples the adaptive limit is fed with.
-  #windowStart: number
-  #windowCount = 0
-  #windowSum = 0
-  #windowMin = Number.POSITIVE_INFINITY
-  #windowInflight = 0
-  #windowDropped = false
   readonly #key = Symbol('breakwater.load-shedding')
   readonly #onClose: (this: ServerResponse) => void
 
@@ -269,16 +263,12 @@ class Shedder implements LoadShedder {
       throw new InvalidOptionError('id', id, 'a non-empty string of at most 64 characters')
     }
     this.id = id
-    const limit = options.limit ?? 'gradient2'
-    this.#algorithm = createLimitAlgorithm(
+    this.#limit = new AdaptiveLimit(
       'limit',
-      typeof limit === 'number'
-        ? { algorithm: 'static', limit }
-        : typeof limit === 'string'
-          ? ({ algorithm: limit } as LimitOptions)
-          : limit,
+      options.limit ?? 'gradient2',
+      typeof options.clock === 'function' ? options.clock : undefined,
     )
-    this.#static = this.#algorithm.name === 'static'
+    this.#static = this.#limit.isStatic
     const share = options.sheddableShare ?? 0.75
     if (typeof share !== 'number' || !(share > 0 && share <= 1)) {
       throw new InvalidOptionError('sheddableShare', share, 'a number in (0, 1]')
@@ -286,7 +276,7 @@ class Shedder implements LoadShedder {
     this.#share = share
     this.#capacity = 0
     this.#sheddableCapacity = 0
-    this.#setCapacity(this.#algorithm.limit)
+    this.#setCapacity(this.#limit.limit)
 
     const queue = options.queue ?? false
     if (typeof queue !== 'boolean' && (typeof queue !== 'object' || queue === null)) {
@@ -313,7 +303,6 @@ class Shedder implements LoadShedder {
     if (typeof this.#random !== 'function') throw new InvalidOptionError('random', options.random, 'a function')
     this.#rejections = rejections(options.retryAfterSeconds ?? [1, 5], options.message)
     this.#lastEmptyAt = this.#now()
-    this.#windowStart = this.#lastEmptyAt
 
     if (options.pressure !== undefined) {
       if (typeof options.pressure !== 'object' || options.pressure === null) {
@@ -341,7 +330,7 @@ class Shedder implements LoadShedder {
   }
 
   get algorithm(): LimitAlgorithm['name'] {
-    return this.#algorithm.name
+    return this.#limit.algorithm
   }
 
   get limit(): number {
@@ -688,42 +677,17 @@ class Shedder implements LoadShedder {
   // ---- adaptive limit ----
 
   #sample(ticket: Ticket, dropped: boolean): void {
-    const now = this.#now()
-    if (dropped) this.#windowDropped = true
-    else {
-      const rtt = now - ticket.admittedAt
-      this.#windowSum += rtt
-      this.#windowCount++
-      if (rtt < this.#windowMin) this.#windowMin = rtt
-    }
-    if (ticket.inflightAtStart > this.#windowInflight) this.#windowInflight = ticket.inflightAtStart
-    const elapsed = now - this.#windowStart
-    const { windowMs, windowSamples } = this.#algorithm
-    const samples = this.#windowCount + (this.#windowDropped ? 1 : 0)
-    if (elapsed < windowMs || (samples < windowSamples && elapsed < 10 * windowMs)) return
+    const adaptive = this.#limit
     const previous = this.#capacity
-    const count = this.#windowCount
-    const rttMs = count === 0 ? 0 : this.#windowSum / count
-    const next = this.#algorithm.update({
-      rttMs,
-      minRttMs: count === 0 ? 0 : this.#windowMin,
-      inflight: this.#windowInflight,
-      dropped: this.#windowDropped,
-    })
-    this.#windowStart = now
-    this.#windowCount = 0
-    this.#windowSum = 0
-    this.#windowMin = Number.POSITIVE_INFINITY
-    this.#windowInflight = this.#inflight
-    this.#windowDropped = false
-    this.#setCapacity(next)
+    if (!adaptive.sample(ticket.admittedAt, ticket.inflightAtStart, this.#inflight, dropped)) return
+    this.#setCapacity(adaptive.limit)
     if (this.#capacity !== previous && channels.loadSheddingLimit.hasSubscribers) {
       publish(channels.loadSheddingLimit, {
         policy: this.id,
-        algorithm: this.#algorithm.name,
+        algorithm: adaptive.algorithm,
         previous,
         limit: this.#capacity,
-        rttSeconds: rttMs / 1000,
+        rttSeconds: adaptive.lastRttMs / 1000,
         inflight: this.#inflight,
       } satisfies LoadSheddingLimitEvent)
     }

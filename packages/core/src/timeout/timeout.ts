@@ -3,10 +3,17 @@
 
 import type { ServerResponse } from 'node:http'
 import type { RejectDecision } from '../decision.js'
-import { ErrorCode, InvalidOptionError, isDeadlineExceededError, isRequestAbortedError } from '../errors.js'
+import {
+  type BreakwaterError,
+  ErrorCode,
+  InvalidOptionError,
+  isBreakwaterError,
+  isDeadlineExceededError,
+  isRequestAbortedError,
+} from '../errors.js'
 import { channels } from '../events.js'
 import { type Duration, duration, knownOptions, optionKeys } from '../internal/validate.js'
-import { PROBLEM_CONTENT_TYPE, type ProblemDetails } from '../problem.js'
+import { PROBLEM_CONTENT_TYPE, type ProblemDetails, problemFor } from '../problem.js'
 import type { HeaderList, RequestView } from '../request-view.js'
 import {
   armContext,
@@ -80,7 +87,9 @@ export interface Timeout extends ContextPolicy {
   arm<T>(context: RequestContext, request: RequestView | undefined, onExpire?: ExpiryHandler<T>, target?: T): boolean
   /**
    * The rejection for an error a handler failed with: 504 for a {@link DeadlineExceededError}, 503 for the
-   * request's own timeout or shutdown reason, `undefined` for anything else (let the framework handle it).
+   * request's own timeout or shutdown reason, 503 + `Retry-After` for a `CircuitOpenError` or
+   * `BulkheadFullError`, 504 for an `AttemptTimeoutError`, `undefined` for anything else (let the framework
+   * handle it).
    * Records the outcome on `context` so it is published once.
    */
   decisionFor(error: unknown, context?: RequestContext): RejectDecision | undefined
@@ -203,6 +212,7 @@ export function createTimeout(options: TimeoutOptions = {}): Timeout {
         if (isRequestAbortedError(current)) {
           return current.kind === 'timeout' ? timedOut : current.kind === 'shutdown' ? SHUTDOWN : undefined
         }
+        if (isBreakwaterError(current) && OUTBOUND_CODES.has(current.code)) return problemFor(current)
         current = (current as { cause?: unknown }).cause
       }
       return undefined
@@ -210,6 +220,17 @@ export function createTimeout(options: TimeoutOptions = {}): Timeout {
   }
   return policy
 }
+
+/**
+ * The outbound policies' errors a handler lets escape (open circuit, full bulkhead: 503 + Retry-After; attempt
+ * timeout: 504) are answered on the timeout's error path too, through the one core {@link problemFor}, so a
+ * route under the timeout policy answers them even before the app mounts `errorHandler`.
+ */
+const OUTBOUND_CODES: ReadonlySet<string> = new Set([
+  ErrorCode.CircuitOpen,
+  ErrorCode.BulkheadFull,
+  ErrorCode.AttemptTimeout,
+])
 
 function freezeDecision(status: number, headers: HeaderList, body: ProblemDetails): RejectDecision {
   return Object.freeze({

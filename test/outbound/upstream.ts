@@ -1,0 +1,63 @@
+// A real loopback upstream for the outbound tests: counts the calls it gets per path and sees when a caller
+// closes its connection before the answer.
+
+import http from 'node:http'
+
+export interface Upstream {
+  readonly url: string
+  /** Requests received per path. */
+  readonly calls: Map<string, number>
+  /** Requests whose connection closed before their response was sent (the caller cancelled). */
+  readonly closedEarly: string[]
+  /** Status `/flaky` answers with (default 500). */
+  flakyStatus: number
+  /** Status `/inventory` and `/recommendations` answer with (default 200, a JSON body). */
+  jsonStatus: number
+  /** `Request-Timeout-Ms` of every request, as received. */
+  readonly timeoutHeaders: string[]
+  close(): Promise<void>
+}
+
+/**
+ * Routes: `/slow?ms=N` answers after N ms (default 2000), `/fast` at once, `/flaky` with `flakyStatus`,
+ * `/inventory` and `/recommendations` with `jsonStatus` and `{ "items": [...], "query": "<search>" }`.
+ */
+export async function startUpstream(): Promise<Upstream> {
+  const calls = new Map<string, number>()
+  const closedEarly: string[] = []
+  const upstream: Upstream = {
+    url: '',
+    calls,
+    closedEarly,
+    flakyStatus: 500,
+    jsonStatus: 200,
+    timeoutHeaders: [],
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
+  }
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://upstream')
+    calls.set(url.pathname, (calls.get(url.pathname) ?? 0) + 1)
+    upstream.timeoutHeaders.push(String(req.headers['request-timeout-ms']))
+    res.on('close', () => {
+      if (!res.writableFinished) closedEarly.push(url.pathname)
+    })
+    if (url.pathname === '/slow') {
+      const timer = setTimeout(() => res.end('slow'), Number(url.searchParams.get('ms') ?? 2000))
+      res.on('close', () => clearTimeout(timer))
+    } else if (url.pathname === '/flaky') {
+      res.statusCode = upstream.flakyStatus
+      res.end('flaky')
+    } else if (url.pathname === '/inventory' || url.pathname === '/recommendations') {
+      res.writeHead(upstream.jsonStatus, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ items: [url.pathname.slice(1)], query: url.search }))
+    } else res.end('fast')
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  if (address === null || typeof address === 'string') throw new Error('not listening on TCP')
+  return Object.assign(upstream, { url: `http://127.0.0.1:${address.port}` })
+}
