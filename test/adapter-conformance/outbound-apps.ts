@@ -41,7 +41,8 @@ function routes(): Record<string, (context: RequestContext) => Promise<unknown>>
     '/api/attempt-timeout': (context) => slow.execute(never, { context }),
     '/api/no-budget': (context) => slow.execute(() => 'unreachable', { deadline: context.deadline - 60_000 }),
     '/api/plain': async () => {
-      throw Object.assign(new Error('not ours'), { status: 418, statusCode: 418 })
+      // A 5xx of the app's own: errorHandler answers 4xx client errors (body parsers'), never these.
+      throw Object.assign(new Error('not ours'), { status: 502, statusCode: 502 })
     },
   }
 }

@@ -35,7 +35,7 @@ describe.each(FRAMEWORKS)('%s outbound errors', (framework) => {
   it('an error that is not Breakwater’s still reaches the framework’s own error handler', async () => {
     app = await startOutboundApp(framework)
     const response = await rawRequest(`${app.url}/api/plain`)
-    expect(response.status).toBe(418)
+    expect(response.status).toBe(502)
     expect(app.errors).toHaveLength(1)
   })
 })

@@ -13,6 +13,8 @@ export interface Upstream {
   flakyStatus: number
   /** Status `/inventory` and `/recommendations` answer with (default 200, a JSON body). */
   jsonStatus: number
+  /** Milliseconds `/inventory` and `/recommendations` wait before answering (default 0). */
+  jsonDelayMs: number
   /** `Request-Timeout-Ms` of every request, as received. */
   readonly timeoutHeaders: string[]
   close(): Promise<void>
@@ -31,6 +33,7 @@ export async function startUpstream(): Promise<Upstream> {
     closedEarly,
     flakyStatus: 500,
     jsonStatus: 200,
+    jsonDelayMs: 0,
     timeoutHeaders: [],
     close: () =>
       new Promise<void>((resolve) => {
@@ -52,8 +55,15 @@ export async function startUpstream(): Promise<Upstream> {
       res.statusCode = upstream.flakyStatus
       res.end('flaky')
     } else if (url.pathname === '/inventory' || url.pathname === '/recommendations') {
-      res.writeHead(upstream.jsonStatus, { 'content-type': 'application/json' })
-      res.end(JSON.stringify({ items: [url.pathname.slice(1)], query: url.search }))
+      const answer = () => {
+        res.writeHead(upstream.jsonStatus, { 'content-type': 'application/json' })
+        res.end(JSON.stringify({ items: [url.pathname.slice(1)], query: url.search }))
+      }
+      if (upstream.jsonDelayMs === 0) answer()
+      else {
+        const timer = setTimeout(answer, upstream.jsonDelayMs)
+        res.on('close', () => clearTimeout(timer))
+      }
     } else res.end('fast')
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))

@@ -41,7 +41,7 @@ export const channels = {
   circuitBreakerCall: diagnostics.channel('breakwater:circuit-breaker:call'),
   /** One message per bulkhead admission, rejection or queued call that left: {@link BulkheadDecisionEvent}. */
   bulkheadDecision: diagnostics.channel('breakwater:bulkhead:decision'),
-  /** An adaptive bulkhead's limit changed: {@link BulkheadLimitEvent}. */
+  /** A bulkhead's limit, at its first use and whenever the adaptive limit changes: {@link BulkheadLimitEvent}. */
   bulkheadLimit: diagnostics.channel('breakwater:bulkhead:limit'),
   /** One message per attempt of a dependency call: {@link DependencyAttemptEvent}. */
   dependencyAttempt: diagnostics.channel('breakwater:dependency:attempt'),

@@ -50,6 +50,8 @@ export class Bulkhead implements Policy {
   /** @internal */
   readonly queueTimeoutMs: number
   readonly #retryAfterSeconds: number
+  /** Whether `breakwater:bulkhead:limit` has told subscribers this bulkhead's limit yet. */
+  #limitReported = false
   readonly #stack: Stack
 
   constructor(options: BulkheadOptions) {
@@ -97,6 +99,8 @@ export class Bulkhead implements Policy {
     queuedMs: number,
     reason?: 'full' | 'queue_timeout',
   ): void {
+    // A static limit never changes: report it once, at first use, so metrics show every bulkhead's limit.
+    if (!this.#limitReported) this.publishLimit()
     publish(channels.bulkheadDecision, {
       policy: this.name,
       outcome,
@@ -105,9 +109,10 @@ export class Bulkhead implements Policy {
     } satisfies BulkheadDecisionEvent)
   }
 
-  /** @internal The adaptive limit moved. */
+  /** @internal The adaptive limit moved (or is reported for the first time). */
   publishLimit(): void {
     if (!channels.bulkheadLimit.hasSubscribers) return
+    this.#limitReported = true
     const limiter = this.limiter
     publish(channels.bulkheadLimit, {
       policy: this.name,
