@@ -1,8 +1,13 @@
 // The map from every Breakwater channel to what it records: counters, gauges, histograms, span attributes.
-// Channels of policies not yet published by the installed core are mapped by name, so they are covered the
-// moment core publishes them (a channel nobody publishes costs nothing).
+// Payload types are core's own (`@breakwater/core` exports one per channel).
 
 import type {
+  BulkheadDecisionEvent,
+  BulkheadLimitEvent,
+  CircuitBreakerCallEvent,
+  CircuitBreakerStateEvent,
+  DependencyAttemptEvent,
+  DependencyCallEvent,
   HealthCheckEvent,
   HealthProbeEvent,
   IdempotencyDecisionEvent,
@@ -11,6 +16,7 @@ import type {
   LoadSheddingLimitEvent,
   LoadSheddingPressureEvent,
   RateLimitDecisionEvent,
+  RateLimitRefundEvent,
   RequestView,
   ShutdownPhaseEvent,
   StoreErrorEvent,
@@ -22,54 +28,6 @@ import { type Attributes, context, type Span, type Tracer, trace } from '@opente
 import type { Instruments } from './instruments.js'
 import type { Series, SeriesTable } from './series.js'
 import { spanOf } from './span-target.js'
-
-/** `breakwater:circuit-breaker:state` (outbound policies; mapped ahead of core). */
-export interface CircuitBreakerStateEvent {
-  policy: string
-  from: 'closed' | 'open' | 'half_open' | 'isolated'
-  to: 'closed' | 'open' | 'half_open' | 'isolated'
-  reason: string
-}
-/** `breakwater:circuit-breaker:call`. */
-export interface CircuitBreakerCallEvent {
-  policy: string
-  outcome: 'success' | 'failure' | 'rejected' | 'ignored'
-  slow: boolean
-  durationSeconds: number
-}
-/** `breakwater:bulkhead:decision`. */
-export interface BulkheadDecisionEvent {
-  policy: string
-  outcome: 'admitted' | 'rejected' | 'aborted'
-  reason?: 'full' | 'queue_timeout'
-  queuedSeconds: number
-}
-/** `breakwater:bulkhead:limit`. */
-export interface BulkheadLimitEvent {
-  policy: string
-  limit: number
-  inFlight: number
-  queued: number
-}
-/** `breakwater:dependency:attempt`. */
-export interface DependencyAttemptEvent {
-  policy: string
-  attempt: number
-  outcome: string
-  durationSeconds: number
-}
-/** `breakwater:dependency:call`. */
-export interface DependencyCallEvent {
-  policy: string
-  outcome: string
-  attempts: number
-  durationSeconds: number
-}
-/** `breakwater:rate-limit:refund`. */
-export interface RateLimitRefundEvent {
-  policy: string
-  outcome: 'refunded' | 'store_error'
-}
 
 /** What a handler needs: the instruments and the resolved options. */
 export interface HandlerContext {
