@@ -68,7 +68,12 @@ export const VARIANTS = {
     // The floor under any policy: an empty middleware. Not in the default run; bench/overhead.mjs and --only use it.
     { name: 'noop', store: 'none', kind: 'reference', label: 'an empty middleware', optional: true, noTarget: true },
     { name: 'breakwater-memory', store: 'memory', kind: 'breakwater', label: '@breakwater/express' },
-    { name: 'breakwater-redis', store: 'redis', kind: 'breakwater', label: '@breakwater/express + RedisStore' },
+    {
+      name: 'breakwater-redis',
+      store: 'redis',
+      kind: 'breakwater',
+      label: '@breakwater/express + RedisRateLimitStore',
+    },
     {
       name: 'breakwater-timeout',
       store: 'none',
@@ -147,7 +152,12 @@ export const VARIANTS = {
       optional: true,
       noTarget: true,
     },
-    { name: 'breakwater-redis', store: 'redis', kind: 'breakwater', label: '@breakwater/fastify + RedisStore' },
+    {
+      name: 'breakwater-redis',
+      store: 'redis',
+      kind: 'breakwater',
+      label: '@breakwater/fastify + RedisRateLimitStore',
+    },
     // The floor under any exact Redis-backed limiter: one round trip per request (a script that only returns 1,
     // through the same auto-pipelining client) and the two constant fields. No key is read or written.
     {
@@ -163,7 +173,7 @@ export const VARIANTS = {
       name: 'breakwater-redis-lease',
       store: 'redis',
       kind: 'breakwater',
-      label: '@breakwater/fastify + LeasingStore(RedisStore)',
+      label: '@breakwater/fastify + LeasingRateLimitStore(RedisRateLimitStore)',
     },
     // The many-keys rows: 10,000 client keys (an `x-client` header every limiter keys by) with Zipf-like skew,
     // so a design that only helps one hot key shows it. Divided by `bare-many`: bare under the same load.
@@ -187,14 +197,14 @@ export const VARIANTS = {
       name: 'breakwater-redis-many',
       store: 'redis',
       kind: 'breakwater',
-      label: '@breakwater/fastify + RedisStore, 10,000 Zipf keys',
+      label: '@breakwater/fastify + RedisRateLimitStore, 10,000 Zipf keys',
       ...MANY,
     },
     {
       name: 'breakwater-redis-lease-many',
       store: 'redis',
       kind: 'breakwater',
-      label: '@breakwater/fastify + LeasingStore(RedisStore), 10,000 Zipf keys',
+      label: '@breakwater/fastify + LeasingRateLimitStore(RedisRateLimitStore), 10,000 Zipf keys',
       ...MANY,
     },
     {
@@ -251,7 +261,7 @@ export const VARIANTS = {
     // The floor under any policy: an empty middleware. Not in the default run; bench/overhead.mjs and --only use it.
     { name: 'noop', store: 'none', kind: 'reference', label: 'an empty middleware', optional: true, noTarget: true },
     { name: 'breakwater-memory', store: 'memory', kind: 'breakwater', label: '@breakwater/koa' },
-    { name: 'breakwater-redis', store: 'redis', kind: 'breakwater', label: '@breakwater/koa + RedisStore' },
+    { name: 'breakwater-redis', store: 'redis', kind: 'breakwater', label: '@breakwater/koa + RedisRateLimitStore' },
     { name: 'breakwater-timeout', store: 'none', kind: 'breakwater', label: '@breakwater/koa timeout()', target: 0.97 },
     {
       name: 'breakwater-load-shedding',

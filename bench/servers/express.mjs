@@ -27,9 +27,12 @@ const VARIANTS = {
 
   'breakwater-redis': async () => {
     const rateLimit = await breakwater('@breakwater/express', 'rateLimit')
-    const RedisStore = await breakwater('@breakwater/redis', 'RedisStore')
+    const RedisRateLimitStore = await breakwater('@breakwater/redis', 'RedisRateLimitStore')
     const client = await connectRedis()
-    return { client, middleware: rateLimit({ limit: LIMIT, windowMs: WINDOW_MS, store: new RedisStore({ client }) }) }
+    return {
+      client,
+      middleware: rateLimit({ limit: LIMIT, windowMs: WINDOW_MS, store: new RedisRateLimitStore({ client }) }),
+    }
   },
 
   // Adaptive (Gradient2) with a floor far above the 32 connections: never sheds, so this measures admitting,
@@ -54,9 +57,9 @@ const VARIANTS = {
 
   'express-rate-limit-redis': async () => {
     const { rateLimit } = await import('express-rate-limit')
-    const { RedisStore } = await import('rate-limit-redis')
+    const { RedisRateLimitStore } = await import('rate-limit-redis')
     const client = await connectRedis()
-    const store = new RedisStore({ sendCommand: (command, ...args) => client.call(command, ...args) })
+    const store = new RedisRateLimitStore({ sendCommand: (command, ...args) => client.call(command, ...args) })
     return { client, middleware: rateLimit({ limit: LIMIT, windowMs: WINDOW_MS, store }) }
   },
 

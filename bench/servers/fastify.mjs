@@ -77,12 +77,12 @@ const VARIANTS = {
 
   'breakwater-redis': async () => {
     const rateLimit = await breakwater('@breakwater/fastify', 'rateLimit')
-    const RedisStore = await breakwater('@breakwater/redis', 'RedisStore')
+    const RedisRateLimitStore = await breakwater('@breakwater/redis', 'RedisRateLimitStore')
     const client = await connectRedis()
     return {
       client,
       plugin: rateLimit,
-      options: { limit: LIMIT, windowMs: WINDOW_MS, store: new RedisStore({ client }) },
+      options: { limit: LIMIT, windowMs: WINDOW_MS, store: new RedisRateLimitStore({ client }) },
     }
   },
 
@@ -171,14 +171,14 @@ function clientHeader(request) {
   return request.headers['x-client'] ?? 'none'
 }
 
-/** Breakwater on Redis, keyed by `x-client` (`many`), through a LeasingStore (`lease`). */
+/** Breakwater on Redis, keyed by `x-client` (`many`), through a LeasingRateLimitStore (`lease`). */
 async function redisLimiter(many, lease) {
   const rateLimit = await breakwater('@breakwater/fastify', 'rateLimit')
-  const RedisStore = await breakwater('@breakwater/redis', 'RedisStore')
-  const LeasingStore = await breakwater('@breakwater/core', 'LeasingStore')
+  const RedisRateLimitStore = await breakwater('@breakwater/redis', 'RedisRateLimitStore')
+  const LeasingRateLimitStore = await breakwater('@breakwater/core', 'LeasingRateLimitStore')
   const client = await connectRedis()
-  const redisStore = new RedisStore({ client })
-  const store = lease ? new LeasingStore({ store: redisStore }) : redisStore
+  const redisStore = new RedisRateLimitStore({ client })
+  const store = lease ? new LeasingRateLimitStore({ store: redisStore }) : redisStore
   const key = many ? (request) => request.header('x-client') ?? 'none' : undefined
   return { client, plugin: rateLimit, options: { limit: LIMIT, windowMs: WINDOW_MS, store, ...(key && { key }) } }
 }

@@ -27,9 +27,12 @@ const VARIANTS = {
 
   'breakwater-redis': async () => {
     const rateLimit = await breakwater('@breakwater/koa', 'rateLimit')
-    const RedisStore = await breakwater('@breakwater/redis', 'RedisStore')
+    const RedisRateLimitStore = await breakwater('@breakwater/redis', 'RedisRateLimitStore')
     const client = await connectRedis()
-    return { client, middleware: rateLimit({ limit: LIMIT, windowMs: WINDOW_MS, store: new RedisStore({ client }) }) }
+    return {
+      client,
+      middleware: rateLimit({ limit: LIMIT, windowMs: WINDOW_MS, store: new RedisRateLimitStore({ client }) }),
+    }
   },
 
   // Adaptive (Gradient2) with a floor far above the 32 connections: never sheds, so this measures admitting,

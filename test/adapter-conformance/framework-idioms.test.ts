@@ -7,7 +7,7 @@ import {
   rateLimit as fastifyRateLimit,
   timeout as fastifyTimeout,
   isBreakwaterError,
-  MemoryStore,
+  MemoryRateLimitStore,
 } from '@breakwater/fastify'
 import { rateLimit as koaRateLimit } from '@breakwater/koa'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -30,7 +30,7 @@ describe('@breakwater/fastify', () => {
 
   it('with global: false limits only routes that have config.rateLimit, merged over the plugin options', async () => {
     const instance = Fastify()
-    await instance.register(fastifyRateLimit, { global: false, windowMs: '1m', store: new MemoryStore() })
+    await instance.register(fastifyRateLimit, { global: false, windowMs: '1m', store: new MemoryRateLimitStore() })
     instance.get('/free', async () => 'free')
     instance.get('/limited', { config: { rateLimit: { limit: 1 } } }, async () => 'limited')
     const url = await listen(instance)

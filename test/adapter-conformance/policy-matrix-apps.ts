@@ -10,7 +10,7 @@ import {
   type IdempotencyOptions,
   type LoadSheddingOptions,
   MemoryIdempotencyStore,
-  MemoryStore,
+  MemoryRateLimitStore,
   type RateLimitOptions,
   type RequestLifecycle,
 } from '@breakwater/core'
@@ -33,7 +33,7 @@ import {
   rateLimit as koaRateLimit,
   timeout as koaTimeout,
 } from '@breakwater/koa'
-import { RedisIdempotencyStore, RedisStore } from '@breakwater/redis'
+import { RedisIdempotencyStore, RedisRateLimitStore } from '@breakwater/redis'
 import Router from '@koa/router'
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express'
 import Fastify from 'fastify'
@@ -81,7 +81,7 @@ function policiesFor(options: MatrixOptions): Policies {
     rateLimit: {
       limit: 100_000,
       windowMs: 60_000,
-      store: redis ? new RedisStore({ client: redis, prefix }) : new MemoryStore(),
+      store: redis ? new RedisRateLimitStore({ client: redis, prefix }) : new MemoryRateLimitStore(),
       storeTimeoutMs: 2000,
     },
   }

@@ -1,5 +1,5 @@
 // The rate-limit adapter contract, proved once for Express, Fastify and Koa over real sockets, with the memory
-// store and with RedisStore: the same scenarios, each framework mounting limits in its own idiom.
+// store and with RedisRateLimitStore: the same scenarios, each framework mounting limits in its own idiom.
 
 import { randomUUID } from 'node:crypto'
 import diagnostics from 'node:diagnostics_channel'

@@ -3,8 +3,8 @@
 
 import { randomUUID } from 'node:crypto'
 import http, { type IncomingHttpHeaders } from 'node:http'
-import { MemoryStore, type RateLimitOptions } from '@breakwater/core'
-import { RedisStore } from '@breakwater/redis'
+import { MemoryRateLimitStore, type RateLimitOptions } from '@breakwater/core'
+import { RedisRateLimitStore } from '@breakwater/redis'
 import { Redis } from 'ioredis'
 import { testRedisUrl } from '../support/redis-server.js'
 
@@ -18,7 +18,8 @@ export interface StoreKit {
 }
 
 export async function storeKit(kind: StoreKind): Promise<StoreKit> {
-  if (kind === 'memory') return { with: (options) => ({ store: new MemoryStore(), ...options }), close: async () => {} }
+  if (kind === 'memory')
+    return { with: (options) => ({ store: new MemoryRateLimitStore(), ...options }), close: async () => {} }
   // The settings the README recommends: a dead Redis fails fast instead of queueing requests.
   const client = new Redis(testRedisUrl(), { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
   await client.connect()
@@ -27,7 +28,7 @@ export async function storeKit(kind: StoreKind): Promise<StoreKit> {
   return {
     // fail-closed with a generous timeout: a broken Redis shows up as 503s, never as silently passing tests.
     with: (options) => ({
-      store: new RedisStore({ client, prefix: `bw:conformance:${run}:${n++}:` }),
+      store: new RedisRateLimitStore({ client, prefix: `bw:conformance:${run}:${n++}:` }),
       storeTimeoutMs: 2000,
       onStoreError: 'fail-closed',
       ...options,

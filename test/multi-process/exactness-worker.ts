@@ -1,8 +1,8 @@
-// A child process of the exactness test: hammers one key through its own RedisStore and ioredis client, then
+// A child process of the exactness test: hammers one key through its own RedisRateLimitStore and ioredis client, then
 // reports how many requests were admitted. Bundled from the sources by exactness.test.ts before it runs.
 
-import { type Algorithm, LeasingStore, type RateLimitStore, type ResolvedRule } from '@breakwater/core'
-import { RedisStore } from '@breakwater/redis'
+import { type Algorithm, LeasingRateLimitStore, type RateLimitStore, type ResolvedRule } from '@breakwater/core'
+import { RedisRateLimitStore } from '@breakwater/redis'
 import { Redis } from 'ioredis'
 
 interface Job {
@@ -12,7 +12,7 @@ interface Job {
   rules: ResolvedRule[]
   attempts: number
   concurrency: number
-  /** `exact`: every decision in Redis. `lease`: through a LeasingStore with these options. */
+  /** `exact`: every decision in Redis. `lease`: through a LeasingRateLimitStore with these options. */
   mode: 'exact' | 'lease'
   lease?: { maxSlice: number; maxShare: number; leaseMs: number }
 }
@@ -25,8 +25,9 @@ export interface WorkerReport {
 
 const job = JSON.parse(process.argv[2] ?? '{}') as Job
 const client = new Redis(job.url, { enableAutoPipelining: true, maxRetriesPerRequest: 1 })
-const redisStore = new RedisStore({ client, prefix: job.prefix })
-const store: RateLimitStore = job.mode === 'lease' ? new LeasingStore({ store: redisStore, ...job.lease }) : redisStore
+const redisStore = new RedisRateLimitStore({ client, prefix: job.prefix })
+const store: RateLimitStore =
+  job.mode === 'lease' ? new LeasingRateLimitStore({ store: redisStore, ...job.lease }) : redisStore
 const rules = job.rules.map((r) => Object.freeze({ ...r, algorithm: r.algorithm as Algorithm }))
 const report: WorkerReport = { admitted: 0, denied: 0, errors: [] }
 

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import type { Algorithm, ResolvedRule } from '@breakwater/core'
-import { RedisStore } from '@breakwater/redis'
+import { RedisRateLimitStore } from '@breakwater/redis'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bundleForChild } from '../support/bundle.js'
@@ -92,7 +92,7 @@ describe(`leases: ${PROCESSES} processes × ${LEASE_ATTEMPTS} requests against o
       expect(admitted).toBeLessThanOrEqual(LEASE_LIMIT)
       expect(admitted).toBeGreaterThanOrEqual(LEASE_LIMIT - PROCESSES * LEASE.maxSlice)
       // Every unused unit was handed back: what Redis counts is exactly what was admitted.
-      const state = await new RedisStore({ client: admin, prefix }).consume(key, rules, 0)
+      const state = await new RedisRateLimitStore({ client: admin, prefix }).consume(key, rules, 0)
       expect(state.rules[0]!.remaining).toBe(LEASE_LIMIT - admitted)
     },
   )
@@ -106,7 +106,7 @@ describe(`${PROCESSES} processes × ${ATTEMPTS_PER_PROCESS} requests against one
     expect(reports.flatMap((r) => r.errors)).toEqual([])
     expect(reports.reduce((sum, r) => sum + r.admitted, 0)).toBe(LIMIT)
     expect(reports.reduce((sum, r) => sum + r.denied, 0)).toBe(PROCESSES * ATTEMPTS_PER_PROCESS - LIMIT)
-    const state = await new RedisStore({ client: admin, prefix }).consume(key, rules, 0)
+    const state = await new RedisRateLimitStore({ client: admin, prefix }).consume(key, rules, 0)
     expect(state.rules[0]!.remaining).toBe(0)
   })
 
@@ -116,7 +116,7 @@ describe(`${PROCESSES} processes × ${ATTEMPTS_PER_PROCESS} requests against one
     const reports = await race(key, rules)
     expect(reports.flatMap((r) => r.errors)).toEqual([])
     expect(reports.reduce((sum, r) => sum + r.admitted, 0)).toBe(LIMIT)
-    const state = await new RedisStore({ client: admin, prefix }).consume(key, rules, 0)
+    const state = await new RedisRateLimitStore({ client: admin, prefix }).consume(key, rules, 0)
     expect(state.rules.map((r) => r.remaining)).toEqual([1_000 - LIMIT, 0])
   })
 })

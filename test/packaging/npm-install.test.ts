@@ -1,6 +1,6 @@
 // The packed tarballs as a user installs them with npm (not pnpm), in a fresh project outside the workspace, next
 // to ioredis 5 and next to ioredis 6: `npm ls` finds every peer valid, and every package loads from ESM, CommonJS
-// and TypeScript — including a RedisStore on the installed ioredis's own client type.
+// and TypeScript — including a RedisRateLimitStore on the installed ioredis's own client type.
 
 import { execFile } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -43,17 +43,17 @@ import * as redis from '@breakwater/redis'
 import * as express from '@breakwater/express'
 import * as fastify from '@breakwater/fastify'
 import * as koa from '@breakwater/koa'
-console.log(JSON.stringify([typeof core.createRateLimiter, typeof redis.RedisStore, typeof express.rateLimit, typeof fastify.rateLimit, typeof koa.rateLimit]))`
+console.log(JSON.stringify([typeof core.createRateLimiter, typeof redis.RedisRateLimitStore, typeof express.rateLimit, typeof fastify.rateLimit, typeof koa.rateLimit]))`
 const CJS = ESM.replace(/import \* as (\w+) from ('[^']+')/g, 'const $1 = require($2)')
 const TS = `
 import { Redis } from 'ioredis'
 import { createRateLimiter } from '@breakwater/core'
-import { RedisStore, redisCheck } from '@breakwater/redis'
+import { RedisRateLimitStore, redisCheck } from '@breakwater/redis'
 import { rateLimit, timeout } from '@breakwater/express'
 import type { Request } from 'express'
 
 const client = new Redis({ lazyConnect: true })
-export const store = new RedisStore({ client })
+export const store = new RedisRateLimitStore({ client })
 export const check = redisCheck(client)
 export const limiter = createRateLimiter({ limit: 1, windowMs: '1s', store })
 export const middleware = [rateLimit({ limit: 1, windowMs: '1s' }), timeout({ timeoutMs: '1s' })]

@@ -15,7 +15,7 @@ const packagesDir = fileURLToPath(new URL('../../packages/', import.meta.url))
 /** Each package and a runtime export that proves it loaded. */
 const packages = {
   core: 'createRateLimiter',
-  redis: 'RedisStore',
+  redis: 'RedisRateLimitStore',
   express: 'rateLimit',
   fastify: 'rateLimit',
   koa: 'rateLimit',

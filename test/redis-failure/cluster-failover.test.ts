@@ -4,7 +4,7 @@
 
 import { performance } from 'node:perf_hooks'
 import { createRateLimiter, type RequestView } from '@breakwater/core'
-import { RedisStore } from '@breakwater/redis'
+import { RedisRateLimitStore } from '@breakwater/redis'
 import { Cluster } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type RedisCluster, type RedisServer, sleep, startCluster, untilReady } from '../support/redis-server.js'
@@ -67,7 +67,7 @@ describe('Redis Cluster failover under traffic', () => {
       id: 'failover',
       limit: 1_000_000,
       windowMs: '1h',
-      store: new RedisStore({ client }),
+      store: new RedisRateLimitStore({ client }),
       storeTimeoutMs: STORE_TIMEOUT_MS,
       onStoreError: 'fail-closed',
     })

@@ -6,14 +6,14 @@ import {
   createRateLimiter,
   type Decision,
   isStoreError,
-  MemoryStore,
+  MemoryRateLimitStore,
   type RateLimiter,
   type RequestView,
   type ResolvedRule,
   type StoreErrorEvent,
   type StoreFailurePolicy,
 } from '@breakwater/core'
-import { RedisStore } from '@breakwater/redis'
+import { RedisRateLimitStore } from '@breakwater/redis'
 import { Redis, type RedisOptions } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type RedisServer, sleep, startRedis, untilReady } from '../support/redis-server.js'
@@ -41,7 +41,7 @@ export interface PolicyLimiter {
   policy: PolicyName
   limiter: RateLimiter
   /** The memory store the `fallback` policy decides with while Redis is away. */
-  fallback: MemoryStore | undefined
+  fallback: MemoryRateLimitStore | undefined
 }
 
 /** The rule every limiter here resolves to, to read its state in Redis directly. */
@@ -61,13 +61,13 @@ export const view: RequestView = {
 /** One limiter per policy, all on `client`, ids unique to `label`. */
 export function limitersFor(client: Redis, label: string): PolicyLimiter[] {
   return POLICIES.map((policy) => {
-    const fallback = policy === 'fallback' ? new MemoryStore() : undefined
+    const fallback = policy === 'fallback' ? new MemoryRateLimitStore() : undefined
     const onStoreError: StoreFailurePolicy = fallback ? { fallback } : (policy as 'fail-open' | 'fail-closed')
     const limiter = createRateLimiter({
       id: `${label}-${policy}`,
       limit: LIMIT,
       windowMs: WINDOW_MS,
-      store: new RedisStore({ client }),
+      store: new RedisRateLimitStore({ client }),
       storeTimeoutMs: STORE_TIMEOUT_MS,
       onStoreError,
     })
@@ -77,7 +77,7 @@ export function limitersFor(client: Redis, label: string): PolicyLimiter[] {
 
 /** Units left for `limiter`'s client in Redis, read through a separate, healthy client. */
 export async function remainingInRedis(admin: Redis, limiter: RateLimiter): Promise<number> {
-  const result = await new RedisStore({ client: admin }).consume(`${limiter.id}:${CLIENT_IP}`, RULES, 0)
+  const result = await new RedisRateLimitStore({ client: admin }).consume(`${limiter.id}:${CLIENT_IP}`, RULES, 0)
   return result.rules[0]!.remaining
 }
 

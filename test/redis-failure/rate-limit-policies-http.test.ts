@@ -2,8 +2,8 @@
 // `fail-closed` answers 503 problem+json at once, `{ fallback }` keeps limiting from process memory (a client
 // still gets its 429), and both decide from Redis again once it is back.
 
-import { MemoryStore } from '@breakwater/core'
-import { RedisStore } from '@breakwater/redis'
+import { MemoryRateLimitStore } from '@breakwater/core'
+import { RedisRateLimitStore } from '@breakwater/redis'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { FRAMEWORKS, startApp, type TestApp } from '../adapter-conformance/apps.js'
@@ -28,7 +28,7 @@ describe.each(FRAMEWORKS)('%s rate limits while Redis is down', (framework) => {
       routes: [
         {
           path: '/closed',
-          limits: [{ ...rule, id: 'closed', store: new RedisStore({ client }), onStoreError: 'fail-closed' }],
+          limits: [{ ...rule, id: 'closed', store: new RedisRateLimitStore({ client }), onStoreError: 'fail-closed' }],
         },
         {
           path: '/fallback',
@@ -36,8 +36,8 @@ describe.each(FRAMEWORKS)('%s rate limits while Redis is down', (framework) => {
             {
               ...rule,
               id: 'fallback',
-              store: new RedisStore({ client }),
-              onStoreError: { fallback: new MemoryStore() },
+              store: new RedisRateLimitStore({ client }),
+              onStoreError: { fallback: new MemoryRateLimitStore() },
             },
           ],
         },

@@ -1,15 +1,15 @@
-// One set of behaviours every RateLimitStore must show, run against MemoryStore, RedisStore on one Redis and
-// RedisStore on a real 3-master Redis Cluster — and a check that memory and Redis decide the same sequence alike.
+// One set of behaviours every RateLimitStore must show, run against MemoryRateLimitStore, RedisRateLimitStore on one Redis and
+// RedisRateLimitStore on a real 3-master Redis Cluster — and a check that memory and Redis decide the same sequence alike.
 
 import { randomUUID } from 'node:crypto'
 import {
   type Algorithm,
-  MemoryStore,
+  MemoryRateLimitStore,
   type RateLimitResult,
   type RateLimitStore,
   type ResolvedRule,
 } from '@breakwater/core'
-import { RedisStore } from '@breakwater/redis'
+import { RedisRateLimitStore } from '@breakwater/redis'
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { IOREDIS_MAJORS, type IoredisMajor, type StoreRedis, sleep, startStoreRedis } from '../support/redis-server.js'
@@ -34,11 +34,15 @@ interface RedisTarget extends Target {
   kind: 'single' | 'cluster'
 }
 
-const memoryTarget: Target = { name: 'MemoryStore' }
-/** RedisStore on a single Redis and on a 3-master Redis Cluster, through each supported ioredis major. */
+const memoryTarget: Target = { name: 'MemoryRateLimitStore' }
+/** RedisRateLimitStore on a single Redis and on a 3-master Redis Cluster, through each supported ioredis major. */
 const redisTargets = IOREDIS_MAJORS.flatMap((major) => [
-  { major, kind: 'single' as const, name: `RedisStore on a single Redis (${major})` } as RedisTarget,
-  { major, kind: 'cluster' as const, name: `RedisStore on a 3-master Redis Cluster (${major})` } as RedisTarget,
+  { major, kind: 'single' as const, name: `RedisRateLimitStore on a single Redis (${major})` } as RedisTarget,
+  {
+    major,
+    kind: 'cluster' as const,
+    name: `RedisRateLimitStore on a 3-master Redis Cluster (${major})`,
+  } as RedisTarget,
 ])
 const targets: Target[] = [memoryTarget, ...redisTargets]
 const singleTarget = redisTargets[0]!
@@ -48,14 +52,14 @@ let redis: StoreRedis | undefined
 const prefix = `bw-conformance-${randomUUID().slice(0, 8)}:`
 
 beforeAll(async () => {
-  memoryTarget.harness = { store: new MemoryStore() }
+  memoryTarget.harness = { store: new MemoryRateLimitStore() }
   redis = await startStoreRedis()
   for (const target of redisTargets) {
     const { single, cluster } = redis.clients[target.major]
     target.harness =
       target.kind === 'single'
-        ? { store: new RedisStore({ client: single, prefix }) }
-        : { store: new RedisStore({ client: cluster, prefix }), masters: () => cluster.nodes('master') }
+        ? { store: new RedisRateLimitStore({ client: single, prefix }) }
+        : { store: new RedisRateLimitStore({ client: cluster, prefix }), masters: () => cluster.nodes('master') }
   }
 })
 
@@ -232,7 +236,7 @@ describe.each(targets)('$name', (target) => {
   it.each(ALGORITHMS)(
     '%s: many concurrent consumes of one key admit exactly `limit`, in call order, counting down',
     async (algorithm) => {
-      // 150 calls in one turn: RedisStore coalesces them into script calls of at most 64, decided in order.
+      // 150 calls in one turn: RedisRateLimitStore coalesces them into script calls of at most 64, decided in order.
       const rules = [rule(algorithm, 40, HOUR)]
       const key = freshKey('concurrent')
       const results = await Promise.all(Array.from({ length: 150 }, () => store().consume(key, rules, 1)))
@@ -377,7 +381,7 @@ describe.each(targets)('$name', (target) => {
   })
 })
 
-describe('RedisStore state format', () => {
+describe('RedisRateLimitStore state format', () => {
   it('reads the text state of earlier versions, so an upgrade keeps every count', async () => {
     const store = singleTarget.harness!.store
     const key = freshKey('legacy')
@@ -394,7 +398,7 @@ describe('RedisStore state format', () => {
   })
 })
 
-describe('MemoryStore and RedisStore decide the same sequence alike', () => {
+describe('MemoryRateLimitStore and RedisRateLimitStore decide the same sequence alike', () => {
   // Long windows so the few ms between the two calls of a step cannot change a count; the memory store's clock
   // is the wall clock so sliding windows align with Redis TIME.
   const sequences: Record<string, readonly ResolvedRule[]> = {
@@ -433,7 +437,7 @@ describe('MemoryStore and RedisStore decide the same sequence alike', () => {
   for (const redisTarget of redisTargets) {
     it.each(Object.keys(sequences))(`%s on ${redisTarget.name}`, async (name) => {
       const rules = sequences[name]!
-      const memory = new MemoryStore({ now: Date.now })
+      const memory = new MemoryRateLimitStore({ now: Date.now })
       const redis = redisTarget.harness!.store
       const key = freshKey(`same-${name.replace(/ /g, '-')}`)
       for (const step of steps) {

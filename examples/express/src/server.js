@@ -14,12 +14,12 @@ import {
   keepRawBody,
   loadShedding,
   MemoryIdempotencyStore,
-  MemoryStore,
+  MemoryRateLimitStore,
   MethodNotAllowedError,
   rateLimit,
   timeout,
 } from '@breakwater/express'
-import { logClientErrors, RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis'
+import { logClientErrors, RedisIdempotencyStore, RedisRateLimitStore, redisCheck } from '@breakwater/redis'
 import express from 'express'
 import { Redis } from 'ioredis'
 import { METRICS_CONTENT_TYPE, startMetrics } from './metrics.js'
@@ -43,7 +43,7 @@ if (redis) {
     process.exit(1)
   })
 }
-const store = redis ? new RedisStore({ client: redis }) : new MemoryStore()
+const store = redis ? new RedisRateLimitStore({ client: redis }) : new MemoryRateLimitStore()
 
 /** What the handlers really did, for black-box checks. */
 const stats = {

@@ -13,12 +13,12 @@ import {
   idempotency,
   loadShedding,
   MemoryIdempotencyStore,
-  MemoryStore,
+  MemoryRateLimitStore,
   MethodNotAllowedError,
   rateLimit,
   timeout,
 } from '@breakwater/koa'
-import { logClientErrors, RedisIdempotencyStore, RedisStore, redisCheck } from '@breakwater/redis'
+import { logClientErrors, RedisIdempotencyStore, RedisRateLimitStore, redisCheck } from '@breakwater/redis'
 import Router from '@koa/router'
 import { Redis } from 'ioredis'
 import Koa from 'koa'
@@ -43,7 +43,7 @@ if (redis) {
     process.exit(1)
   })
 }
-const store = redis ? new RedisStore({ client: redis }) : new MemoryStore()
+const store = redis ? new RedisRateLimitStore({ client: redis }) : new MemoryRateLimitStore()
 
 /** What the handlers really did, for black-box checks. */
 const stats = {

@@ -148,7 +148,7 @@ export { PROBLEM_CONTENT_TYPE, type ProblemDetails, ProblemType, problemFor } fr
 export { type Evaluation, evaluate } from './rate-limit/algorithms.js'
 export { boundKey, hashKey, ipKey, MAX_KEY_LENGTH } from './rate-limit/client-key.js'
 export { HEADER_FORMATS, type HeaderFormat } from './rate-limit/headers.js'
-export { LeasingStore, type LeasingStoreOptions } from './rate-limit/lease-store.js'
+export { LeasingRateLimitStore, type LeasingRateLimitStoreOptions } from './rate-limit/leasing-rate-limit-store.js'
 export {
   createRateLimiter,
   type PerRequest,
@@ -168,7 +168,7 @@ export {
   type ShutdownHook,
   type ShutdownResult,
 } from './shutdown/graceful-shutdown.js'
-export { MemoryStore, type MemoryStoreOptions } from './stores/memory-store.js'
+export { MemoryRateLimitStore, type MemoryRateLimitStoreOptions } from './stores/memory-rate-limit-store.js'
 export { errorResponse } from './timeout/error-response.js'
 export { guardLateWrites } from './timeout/late-writes.js'
 export type { RequestLifecycle } from './timeout/lifecycle.js'

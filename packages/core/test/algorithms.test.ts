@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { type Algorithm, MemoryStore, type ResolvedRule } from '../src/index.js'
+import { type Algorithm, MemoryRateLimitStore, type ResolvedRule } from '../src/index.js'
 import { manualClock } from './helpers.js'
 
 const rule = (algorithm: Algorithm, limit: number, windowMs: number, burst = limit): ResolvedRule => ({
@@ -13,7 +13,7 @@ const rule = (algorithm: Algorithm, limit: number, windowMs: number, burst = lim
 describe.each(['gcra', 'fixed-window', 'sliding-window'] as const)('%s', (algorithm) => {
   it('admits exactly `limit` requests in a burst, counting `remaining` down, then denies', () => {
     const clock = manualClock()
-    const store = new MemoryStore({ now: clock.now })
+    const store = new MemoryRateLimitStore({ now: clock.now })
     const rules = [rule(algorithm, 5, 10_000)]
     const remaining = []
     for (let i = 0; i < 5; i++) {
@@ -30,7 +30,7 @@ describe.each(['gcra', 'fixed-window', 'sliding-window'] as const)('%s', (algori
 
   it('admits again exactly when retryAfterMs has passed, not a millisecond before', () => {
     const clock = manualClock(7_777)
-    const store = new MemoryStore({ now: clock.now })
+    const store = new MemoryRateLimitStore({ now: clock.now })
     const rules = [rule(algorithm, 4, 1_000)]
     for (let round = 0; round < 5; round++) {
       while (store.consume('k', rules, 1).allowed) clock.advance(round * 37)
@@ -44,7 +44,7 @@ describe.each(['gcra', 'fixed-window', 'sliding-window'] as const)('%s', (algori
   })
 
   it('charges `cost` units and never admits a cost larger than the limit', () => {
-    const store = new MemoryStore({ now: manualClock().now })
+    const store = new MemoryRateLimitStore({ now: manualClock().now })
     const rules = [rule(algorithm, 10, 60_000)]
     expect(store.consume('k', rules, 7).rules[0]?.remaining).toBe(3)
     expect(store.consume('k', rules, 4).allowed).toBe(false)
@@ -53,7 +53,7 @@ describe.each(['gcra', 'fixed-window', 'sliding-window'] as const)('%s', (algori
   })
 
   it('peek reports without charging', () => {
-    const store = new MemoryStore({ now: manualClock().now })
+    const store = new MemoryRateLimitStore({ now: manualClock().now })
     const rules = [rule(algorithm, 3, 60_000)]
     store.consume('k', rules, 1)
     expect(store.peek('k', rules, 1).rules[0]?.remaining).toBe(1)
@@ -65,7 +65,7 @@ describe.each(['gcra', 'fixed-window', 'sliding-window'] as const)('%s', (algori
 describe('gcra', () => {
   it('spreads the quota: after a burst one unit returns every window/limit ms', () => {
     const clock = manualClock()
-    const store = new MemoryStore({ now: clock.now })
+    const store = new MemoryRateLimitStore({ now: clock.now })
     const rules = [rule('gcra', 10, 1_000)]
     for (let i = 0; i < 10; i++) store.consume('k', rules, 1)
     expect(store.consume('k', rules, 1).retryAfterMs).toBeCloseTo(100, 6)
@@ -80,7 +80,7 @@ describe('gcra', () => {
 
   it('limits bursts to `burst` while keeping the long-run rate', () => {
     const clock = manualClock()
-    const store = new MemoryStore({ now: clock.now })
+    const store = new MemoryRateLimitStore({ now: clock.now })
     const rules = [rule('gcra', 100, 100_000, 3)]
     let admitted = 0
     for (let i = 0; i < 10; i++) if (store.consume('k', rules, 1).allowed) admitted++
@@ -93,7 +93,7 @@ describe('gcra', () => {
 describe('fixed-window', () => {
   it('resets the whole quota at the end of the window that began with the first request', () => {
     const clock = manualClock()
-    const store = new MemoryStore({ now: clock.now })
+    const store = new MemoryRateLimitStore({ now: clock.now })
     const rules = [rule('fixed-window', 2, 1_000)]
     store.consume('k', rules, 1)
     clock.advance(400)
@@ -108,7 +108,7 @@ describe('fixed-window', () => {
 describe('sliding-window', () => {
   it('weights the previous window by the part of it still inside the sliding window', () => {
     const clock = manualClock(0)
-    const store = new MemoryStore({ now: clock.now })
+    const store = new MemoryRateLimitStore({ now: clock.now })
     const rules = [rule('sliding-window', 10, 1_000)]
     for (let i = 0; i < 10; i++) store.consume('k', rules, 1)
     clock.advance(1_250) // a quarter into the next window: 10 * 0.75 = 7.5 still count
@@ -122,7 +122,7 @@ describe('sliding-window', () => {
 
 describe('several rules', () => {
   it('a request denied by one rule charges none of the others', () => {
-    const store = new MemoryStore({ now: manualClock().now })
+    const store = new MemoryRateLimitStore({ now: manualClock().now })
     const rules: ResolvedRule[] = [
       { ...rule('gcra', 2, 1_000), name: 'second' },
       { ...rule('fixed-window', 100, 3_600_000), name: 'hour' },
@@ -141,7 +141,7 @@ describe('several rules', () => {
 describe('sliding-window refunds', () => {
   it('gives a charge of the previous window back to the previous window’s count, which weighs less', () => {
     const clock = manualClock(10_000) // the start of window 1 of 10 s
-    const store = new MemoryStore({ now: clock.now })
+    const store = new MemoryRateLimitStore({ now: clock.now })
     const rules = [rule('sliding-window', 4, 10_000)]
     for (let i = 0; i < 4; i++) store.consume('k', rules, 1)
     clock.advance(15_000) // half-way through window 2: the previous window's 4 count as 2
@@ -158,7 +158,7 @@ describe('sliding-window refunds', () => {
 
   it('gives nothing back for a charge older than both counted windows', () => {
     const clock = manualClock(10_000)
-    const store = new MemoryStore({ now: clock.now })
+    const store = new MemoryRateLimitStore({ now: clock.now })
     const rules = [rule('sliding-window', 2, 10_000)]
     store.consume('k', rules, 2)
     store.refund('k', rules, 2, 25_000)

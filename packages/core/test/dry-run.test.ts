@@ -11,7 +11,7 @@ import {
   isPromiseLike,
   type LoadShedder,
   type LoadSheddingDecisionEvent,
-  MemoryStore,
+  MemoryRateLimitStore,
   type RateLimitDecisionEvent,
   type RateLimiter,
   type RequestView,
@@ -44,7 +44,7 @@ const decisions = () => {
 describe('rate limiting in dry run', () => {
   it('charges and reports `limited` with dryRun: true, but lets the request through without headers', () => {
     const events = decisions()
-    const store = new MemoryStore()
+    const store = new MemoryRateLimitStore()
     const limiter = createRateLimiter({ id: 'dry', limit: 1, windowMs: '1m', store, dryRun: true })
     const outcomes = [1, 2, 3].map(() => check(limiter, view('192.0.2.10')))
     expect(outcomes).toEqual([1, 2, 3].map(() => ({ action: 'continue', headers: undefined })))

@@ -1,4 +1,4 @@
-// LeasingStore over a counting in-process shared store: hot keys are decided locally from a charged slice,
+// LeasingRateLimitStore over a counting in-process shared store: hot keys are decided locally from a charged slice,
 // leases end with their window, and unused units go back.
 
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -6,8 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import {
   type Algorithm,
   isPromiseLike,
-  LeasingStore,
-  MemoryStore,
+  LeasingRateLimitStore,
+  MemoryRateLimitStore,
   type RateLimitResult,
   type RateLimitStore,
   type ResolvedRule,
@@ -15,7 +15,7 @@ import {
 
 /** A remote-like shared store (answers with promises) that counts its calls. */
 class SharedStore implements RateLimitStore {
-  readonly inner = new MemoryStore()
+  readonly inner = new MemoryRateLimitStore()
   consumes = 0
   refunds = 0
   consume(key: string, rules: readonly ResolvedRule[], cost: number): Promise<RateLimitResult> {
@@ -38,17 +38,20 @@ class SharedStore implements RateLimitStore {
 const rule = (algorithm: Algorithm, limit: number, windowMs: number): ResolvedRule =>
   Object.freeze({ name: 'default', algorithm, limit, windowMs, burst: limit })
 
-const stores: LeasingStore[] = []
+const stores: LeasingRateLimitStore[] = []
 afterEach(async () => {
   await Promise.all(stores.splice(0).map((s) => s.shutdown()))
 })
-const leasing = (shared: RateLimitStore, options: Partial<ConstructorParameters<typeof LeasingStore>[0]> = {}) => {
-  const store = new LeasingStore({ store: shared, ...options })
+const leasing = (
+  shared: RateLimitStore,
+  options: Partial<ConstructorParameters<typeof LeasingRateLimitStore>[0]> = {},
+) => {
+  const store = new LeasingRateLimitStore({ store: shared, ...options })
   stores.push(store)
   return store
 }
 
-describe('LeasingStore', () => {
+describe('LeasingRateLimitStore', () => {
   it.each<Algorithm>(['gcra', 'fixed-window', 'sliding-window'])(
     '%s: a hot key is decided in-process from its slice, one shared call per slice, never past the limit',
     async (algorithm) => {
@@ -106,7 +109,7 @@ describe('LeasingStore', () => {
     for (let i = 0; i < 10; i++) await store.consume('k', rules, 1)
     expect(shared.consumes).toBe(10)
     const noRefund: RateLimitStore = { consume: shared.consume, peek: shared.peek, reset: shared.reset }
-    expect(() => new LeasingStore({ store: noRefund })).toThrow(/"store"/)
-    expect(() => new LeasingStore({ store: shared, maxShare: 2 })).toThrow(/"maxShare"/)
+    expect(() => new LeasingRateLimitStore({ store: noRefund })).toThrow(/"store"/)
+    expect(() => new LeasingRateLimitStore({ store: shared, maxShare: 2 })).toThrow(/"maxShare"/)
   })
 })

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest'
-import { isInvalidOptionError, MemoryStore, type ResolvedRule } from '../src/index.js'
+import { isInvalidOptionError, MemoryRateLimitStore, type ResolvedRule } from '../src/index.js'
 import { manualClock } from './helpers.js'
 
 const rules: ResolvedRule[] = [{ name: 'r', algorithm: 'gcra', limit: 2, windowMs: 1_000, burst: 2 }]
 
-describe('MemoryStore', () => {
+describe('MemoryRateLimitStore', () => {
   it('never holds more than maxKeys keys, evicting the least recently used', () => {
-    const store = new MemoryStore({ maxKeys: 3, now: manualClock().now })
+    const store = new MemoryRateLimitStore({ maxKeys: 3, now: manualClock().now })
     for (const key of ['a', 'b', 'c']) store.consume(key, rules, 1)
     store.consume('a', rules, 1) // a is now the most recent
     store.consume('d', rules, 1)
@@ -16,7 +16,7 @@ describe('MemoryStore', () => {
   })
 
   it('keeps a key that keeps getting denied from being evicted', () => {
-    const store = new MemoryStore({ maxKeys: 2, now: manualClock().now })
+    const store = new MemoryRateLimitStore({ maxKeys: 2, now: manualClock().now })
     store.consume('attacker', rules, 2)
     store.consume('x', rules, 1)
     expect(store.consume('attacker', rules, 1).allowed).toBe(false)
@@ -26,7 +26,7 @@ describe('MemoryStore', () => {
 
   it('expires state lazily without timers', () => {
     const clock = manualClock()
-    const store = new MemoryStore({ now: clock.now })
+    const store = new MemoryRateLimitStore({ now: clock.now })
     store.consume('k', rules, 2)
     clock.advance(1_000)
     expect(store.consume('k', rules, 2).allowed).toBe(true)
@@ -34,7 +34,7 @@ describe('MemoryStore', () => {
 
   it('starts an expired key over in place, and a key charged under other rules over with their width', () => {
     const clock = manualClock()
-    const store = new MemoryStore({ maxKeys: 2, now: clock.now })
+    const store = new MemoryRateLimitStore({ maxKeys: 2, now: clock.now })
     store.consume('k', rules, 2)
     store.consume('other', rules, 1)
     clock.advance(1_000) // k's state has expired: it counts as a new key, in the entry it already had
@@ -57,7 +57,7 @@ describe('MemoryStore', () => {
   })
 
   it('reset forgets a key and shutdown forgets all', () => {
-    const store = new MemoryStore({ now: manualClock().now })
+    const store = new MemoryRateLimitStore({ now: manualClock().now })
     store.consume('k', rules, 2)
     store.reset('k')
     expect(store.consume('k', rules, 2).allowed).toBe(true)
@@ -66,10 +66,10 @@ describe('MemoryStore', () => {
   })
 
   it('rejects invalid options naming the option and the value', () => {
-    expect(() => new MemoryStore({ maxKeys: 0 })).toThrow(/"maxKeys".*got 0/)
-    expect(() => new MemoryStore({ maxKeys: 1.5 })).toThrow(/"maxKeys"/)
+    expect(() => new MemoryRateLimitStore({ maxKeys: 0 })).toThrow(/"maxKeys".*got 0/)
+    expect(() => new MemoryRateLimitStore({ maxKeys: 1.5 })).toThrow(/"maxKeys"/)
     try {
-      new MemoryStore({ now: 5 as never })
+      new MemoryRateLimitStore({ now: 5 as never })
     } catch (error) {
       expect(isInvalidOptionError(error)).toBe(true)
     }

@@ -12,7 +12,7 @@ import {
   heapCheck,
   isInvalidOptionError,
   MemoryIdempotencyStore,
-  MemoryStore,
+  MemoryRateLimitStore,
 } from '@breakwater/core'
 import { describe, expect, it } from 'vitest'
 
@@ -88,7 +88,7 @@ describe('unknown option keys', () => {
     ['loadShedding', () => createLoadShedder({ limits: 10 } as never), 'limit'],
     ['health', () => createHealth({ check: [] } as never), 'checks'],
     ['gracefulShutdown', () => createGracefulShutdown(closer, { timeout: 1 } as never), 'timeoutMs'],
-    ['MemoryStore', () => new MemoryStore({ maxkeys: 10 } as never), 'maxKeys'],
+    ['MemoryRateLimitStore', () => new MemoryRateLimitStore({ maxkeys: 10 } as never), 'maxKeys'],
     ['MemoryIdempotencyStore', () => new MemoryIdempotencyStore({ maxByte: 10 } as never), 'maxBytes'],
     ['eventLoopDelayCheck', () => eventLoopDelayCheck({ warn: 10 } as never), 'warnMs'],
     ['heapCheck', () => heapCheck({ failratio: 0.9 } as never), 'failRatio'],

@@ -9,7 +9,7 @@ import {
   createRateLimiter,
   isInvalidOptionError,
   isPromiseLike,
-  MemoryStore,
+  MemoryRateLimitStore,
   type RateLimiter,
   type RateLimitRefundEvent,
   type RateLimitResult,
@@ -23,7 +23,7 @@ import { until, view } from './helpers.js'
 class RefundStore implements RateLimitStore {
   refundMode: 'ok' | 'fail' | 'hang' = 'ok'
   refunds = 0
-  readonly inner = new MemoryStore()
+  readonly inner = new MemoryRateLimitStore()
   consume(key: string, rules: readonly ResolvedRule[], cost: number): Promise<RateLimitResult> {
     return Promise.resolve(this.inner.consume(key, rules, cost))
   }
@@ -103,7 +103,7 @@ describe('refunds when the store fails', () => {
   )
 
   it('a refund goes to the fallback store that took the charge while the primary was down', async () => {
-    const fallback = new MemoryStore()
+    const fallback = new MemoryRateLimitStore()
     const broken: RateLimitStore = {
       consume: () => Promise.reject(new Error('down')),
       peek: () => Promise.reject(new Error('down')),
@@ -125,8 +125,8 @@ describe('refunds when the store fails', () => {
 
   it('refuses a store without refund() when refunds are asked for, naming the option', () => {
     const store: RateLimitStore = {
-      consume: (k, r, c) => new MemoryStore().consume(k, r, c),
-      peek: (k, r, c) => new MemoryStore().peek(k, r, c),
+      consume: (k, r, c) => new MemoryRateLimitStore().consume(k, r, c),
+      peek: (k, r, c) => new MemoryRateLimitStore().peek(k, r, c),
       reset: () => undefined,
     }
     let error: unknown

@@ -6,7 +6,7 @@ import {
   ErrorCode,
   isInvalidOptionError,
   isPromiseLike,
-  MemoryStore,
+  MemoryRateLimitStore,
   type RateLimitDecisionEvent,
   type RateLimiter,
   type RateLimitResult,
@@ -31,7 +31,7 @@ const header = (decision: Decision, name: string): string | undefined =>
 class ScriptedStore implements RateLimitStore {
   mode: 'ok' | 'fail' | 'hang' | 'slow' = 'ok'
   calls = 0
-  readonly inner = new MemoryStore()
+  readonly inner = new MemoryRateLimitStore()
   consume(key: string, rules: readonly ResolvedRule[], cost: number): Promise<RateLimitResult> {
     this.calls++
     if (this.mode === 'fail') return Promise.reject(new Error('connection refused'))
@@ -224,7 +224,7 @@ describe('decisions', () => {
   })
 
   it('limiters with different ids on one store keep separate counts', () => {
-    const store = new MemoryStore()
+    const store = new MemoryRateLimitStore()
     const a = createRateLimiter({ id: 'a', limit: 1, windowMs: '1m', store })
     const b = createRateLimiter({ id: 'b', limit: 1, windowMs: '1m', store })
     expect(check(a, view()).action).toBe('continue')
@@ -233,7 +233,7 @@ describe('decisions', () => {
   })
 
   it('keeps every client’s count when more clients come than its cache of store keys holds', async () => {
-    const store = new MemoryStore()
+    const store = new MemoryRateLimitStore()
     const limiter = createRateLimiter({ id: 'many', limit: 1, windowMs: '1m', store })
     const clients = Array.from({ length: 5_000 }, (_, i) => `198.51.${i >> 8}.${i & 255}`)
     for (const ip of clients) expect(check(limiter, view(ip)).action).toBe('continue')
@@ -308,7 +308,7 @@ describe('store failures', () => {
       limit: 1,
       windowMs: '1m',
       store,
-      onStoreError: { fallback: new MemoryStore() },
+      onStoreError: { fallback: new MemoryRateLimitStore() },
     })
     expect((await limiter.check(view())).action).toBe('continue')
     expect((await limiter.check(view())).action).toBe('reject')

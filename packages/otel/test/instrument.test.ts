@@ -4,7 +4,7 @@ import {
   channels,
   createRateLimiter,
   isInvalidOptionError,
-  MemoryStore,
+  MemoryRateLimitStore,
   type RateLimitStore,
   type RequestView,
 } from '@breakwater/core'
@@ -38,9 +38,9 @@ function view(ip = '192.0.2.1'): RequestView {
   return { method: 'GET', path: '/', ip, header: () => undefined, signal: new AbortController().signal }
 }
 
-/** A store that is not in-process (as Redis is not), so core times its calls: a MemoryStore behind promises. */
+/** A store that is not in-process (as Redis is not), so core times its calls: a MemoryRateLimitStore behind promises. */
 function remoteStore(): RateLimitStore {
-  const memory = new MemoryStore()
+  const memory = new MemoryRateLimitStore()
   return {
     consume: async (key, rules, cost) => memory.consume(key, rules, cost),
     peek: async (key, rules, cost) => memory.peek(key, rules, cost),

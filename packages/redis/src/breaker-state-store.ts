@@ -6,7 +6,7 @@ import type { BreakerStateStore } from '@breakwater/core'
 import type { Redis } from 'ioredis'
 import { taggedKey } from './internal/key-layout.js'
 import { checkClient, checkPrefix } from './internal/store-options.js'
-import type { RedisClient } from './redis-store.js'
+import type { RedisClient } from './rate-limit-store.js'
 
 /** Options of {@link RedisBreakerStateStore}. */
 export interface RedisBreakerStateStoreOptions {

@@ -1,7 +1,7 @@
 // The `error` listener every ioredis client needs. Without one, ioredis reports each failed reconnect during an
 // outage as an "Unhandled error event" with a stack trace — a flood while Redis is down.
 
-import type { RedisClient } from './redis-store.js'
+import type { RedisClient } from './rate-limit-store.js'
 
 /**
  * Listen to `client`'s errors and log one line when it loses Redis and one when it is back, instead of a stack

@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis'
 import { IDEMPOTENCY_LUA } from './internal/idempotency-script.js'
 import { taggedKey } from './internal/key-layout.js'
 import { checkClient, checkPrefix } from './internal/store-options.js'
-import type { RedisClient } from './redis-store.js'
+import type { RedisClient } from './rate-limit-store.js'
 
 /** Options of {@link RedisIdempotencyStore}. */
 export interface RedisIdempotencyStoreOptions {

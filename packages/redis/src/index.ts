@@ -4,4 +4,4 @@ export { RedisBreakerStateStore, type RedisBreakerStateStoreOptions } from './br
 export { logClientErrors } from './client-errors.js'
 export { type RedisCheckOptions, redisCheck } from './health-check.js'
 export { RedisIdempotencyStore, type RedisIdempotencyStoreOptions } from './idempotency-store.js'
-export { type RedisClient, RedisStore, type RedisStoreOptions } from './redis-store.js'
+export { type RedisClient, RedisRateLimitStore, type RedisRateLimitStoreOptions } from './rate-limit-store.js'

@@ -1,10 +1,10 @@
-// RedisStore without a server: option checks, script registration per client, key layout. Decisions against a
+// RedisRateLimitStore without a server: option checks, script registration per client, key layout. Decisions against a
 // real Redis and Cluster are proven in test/store-conformance.
 
 import { isInvalidOptionError, type ResolvedRule } from '@breakwater/core'
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { RedisStore } from '../src/index.js'
+import { RedisRateLimitStore } from '../src/index.js'
 import { ruleSuffix, taggedKey } from '../src/internal/key-layout.js'
 
 const clients: Array<Redis | Cluster> = []
@@ -41,23 +41,23 @@ function invalidOption(fn: () => unknown): { option: string; message: string } {
   throw new Error('expected an InvalidOptionError')
 }
 
-describe('new RedisStore(options)', () => {
+describe('new RedisRateLimitStore(options)', () => {
   it('takes an ioredis Redis or Cluster client and defaults the prefix to "bw:"', () => {
-    const store = new RedisStore({ client: unreachableClient() })
+    const store = new RedisRateLimitStore({ client: unreachableClient() })
     expect(store.prefix).toBe('bw:')
     expect(store.local).toBe(false)
     const cluster = new Cluster([{ host: '127.0.0.1', port: 1 }], { lazyConnect: true })
     clients.push(cluster)
-    expect(new RedisStore({ client: cluster, prefix: 'app:' }).prefix).toBe('app:')
+    expect(new RedisRateLimitStore({ client: cluster, prefix: 'app:' }).prefix).toBe('app:')
   })
 
   it('rejects a missing or foreign client with BW_INVALID_OPTION naming `client`', () => {
-    expect(invalidOption(() => new RedisStore(undefined as never))).toMatchObject({ option: 'options' })
-    expect(invalidOption(() => new RedisStore({} as never))).toMatchObject({
+    expect(invalidOption(() => new RedisRateLimitStore(undefined as never))).toMatchObject({ option: 'options' })
+    expect(invalidOption(() => new RedisRateLimitStore({} as never))).toMatchObject({
       option: 'client',
       message: expect.stringContaining('got undefined'),
     })
-    expect(invalidOption(() => new RedisStore({ client: { get() {} } as never }))).toMatchObject({
+    expect(invalidOption(() => new RedisRateLimitStore({ client: { get() {} } as never }))).toMatchObject({
       option: 'client',
       message: expect.stringContaining('an ioredis Redis or Cluster client'),
     })
@@ -65,15 +65,15 @@ describe('new RedisStore(options)', () => {
 
   it('rejects a prefix that is not a string or contains a hash-tag brace, naming the value', () => {
     const client = unreachableClient()
-    expect(invalidOption(() => new RedisStore({ client, prefix: 'app{1}:' }))).toMatchObject({
+    expect(invalidOption(() => new RedisRateLimitStore({ client, prefix: 'app{1}:' }))).toMatchObject({
       option: 'prefix',
       message: expect.stringContaining('"app{1}:"'),
     })
-    expect(invalidOption(() => new RedisStore({ client, prefix: 42 as never }))).toMatchObject({
+    expect(invalidOption(() => new RedisRateLimitStore({ client, prefix: 42 as never }))).toMatchObject({
       option: 'prefix',
       message: expect.stringContaining('got 42'),
     })
-    expect(invalidOption(() => new RedisStore({ client, prefix: 'x'.repeat(129) }))).toMatchObject({
+    expect(invalidOption(() => new RedisRateLimitStore({ client, prefix: 'x'.repeat(129) }))).toMatchObject({
       option: 'prefix',
     })
   })
@@ -83,8 +83,8 @@ describe('script registration', () => {
   it('defines the script once per client and rule count, shared by every store on that client', async () => {
     const client = unreachableClient()
     const define = vi.spyOn(client, 'defineCommand')
-    const a = new RedisStore({ client })
-    const b = new RedisStore({ client, prefix: 'other:' })
+    const a = new RedisRateLimitStore({ client })
+    const b = new RedisRateLimitStore({ client, prefix: 'other:' })
     expect(define).not.toHaveBeenCalled()
     await expect(a.consume('k', [rule('x')], 1)).rejects.toThrow()
     await expect(b.peek('k', [rule('x')], 1)).rejects.toThrow()
@@ -101,8 +101,8 @@ describe('script registration', () => {
     const client = unreachableClient({ enableAutoPipelining: true, autoPipeliningIgnoredCommands: ['hgetall'] })
     const other = unreachableClient({ enableAutoPipelining: true })
     const plain = unreachableClient()
-    await expect(new RedisStore({ client }).consume('k', [rule('x')], 1)).rejects.toThrow()
-    await expect(new RedisStore({ client: plain }).consume('k', [rule('x')], 1)).rejects.toThrow()
+    await expect(new RedisRateLimitStore({ client }).consume('k', [rule('x')], 1)).rejects.toThrow()
+    await expect(new RedisRateLimitStore({ client: plain }).consume('k', [rule('x')], 1)).rejects.toThrow()
     const ignored = client.options.autoPipeliningIgnoredCommands
     expect(ignored).toHaveLength(2)
     expect(ignored?.[0]).toBe('hgetall') // the user's own entries stay
@@ -113,7 +113,7 @@ describe('script registration', () => {
   })
 
   it('rejects every consume of a turn with several keys (one pipeline) when Redis cannot be reached', async () => {
-    const store = new RedisStore({ client: unreachableClient({ enableAutoPipelining: true }) })
+    const store = new RedisRateLimitStore({ client: unreachableClient({ enableAutoPipelining: true }) })
     const results = await Promise.allSettled(['a', 'b', 'c', 'a'].map((key) => store.consume(key, [rule('x')], 1)))
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected', 'rejected'])
   })
@@ -122,13 +122,13 @@ describe('script registration', () => {
     const client = unreachableClient()
     const quit = vi.spyOn(client, 'quit')
     const disconnect = vi.spyOn(client, 'disconnect')
-    new RedisStore({ client }).shutdown()
+    new RedisRateLimitStore({ client }).shutdown()
     expect(quit).not.toHaveBeenCalled()
     expect(disconnect).not.toHaveBeenCalled()
   })
 
   it('answers an empty rule list without calling Redis', async () => {
-    const store = new RedisStore({ client: unreachableClient() })
+    const store = new RedisRateLimitStore({ client: unreachableClient() })
     await expect(store.consume('k', [], 1)).resolves.toEqual({ allowed: true, retryAfterMs: 0, rules: [] })
     await expect(store.reset('k', [])).resolves.toBeUndefined()
   })

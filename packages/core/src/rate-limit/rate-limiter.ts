@@ -27,7 +27,7 @@ import {
 import { type WarningLogger, warnOnce } from '../internal/warn.js'
 import { PROBLEM_CONTENT_TYPE, type ProblemDetails, ProblemType } from '../problem.js'
 import type { HeaderList, RequestView } from '../request-view.js'
-import { MemoryStore } from '../stores/memory-store.js'
+import { MemoryRateLimitStore } from '../stores/memory-rate-limit-store.js'
 import { StoreGuard } from '../stores/store-guard.js'
 import { boundKey, hashKey, ipKey } from './client-key.js'
 import { HEADER_FORMATS, type HeaderFormat, RateLimitHeaders } from './headers.js'
@@ -71,7 +71,7 @@ export interface RateLimitOptions extends Partial<RateLimitRule> {
   skip?: (request: RequestView) => MaybePromise<boolean>
   /** Client IPs or keys never limited. */
   allowlist?: readonly string[]
-  /** Default `new MemoryStore()`. */
+  /** Default `new MemoryRateLimitStore()`. */
   store?: RateLimitStore
   /** Store call timeout in ms. Default `100`. In-process stores are never timed. */
   storeTimeoutMs?: number
@@ -228,7 +228,7 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
   if (skip !== undefined && typeof skip !== 'function') throw new InvalidOptionError('skip', skip, 'a function')
   const allowlist = options.allowlist === undefined ? undefined : new Set(validateAllowlist(options.allowlist))
 
-  const store = options.store ?? new MemoryStore()
+  const store = options.store ?? new MemoryRateLimitStore()
   if (typeof store !== 'object' || store === null || typeof store.consume !== 'function') {
     throw new InvalidOptionError('store', store, 'a RateLimitStore (an object with consume, peek and reset)')
   }

@@ -7,8 +7,8 @@ import { knownOptions, optionKeys, positiveInteger } from '../internal/validate.
 import { type Evaluation, evaluate, refund } from '../rate-limit/algorithms.js'
 import type { RateLimitResult, RateLimitStore, ResolvedRule, RuleResult } from '../rate-limit/types.js'
 
-/** Options of {@link MemoryStore}. */
-export interface MemoryStoreOptions {
+/** Options of {@link MemoryRateLimitStore}. */
+export interface MemoryRateLimitStoreOptions {
   /** Most keys kept; the least recently used key is evicted beyond it. Default `100_000`. */
   maxKeys?: number
   /** Millisecond clock; only differences matter. Default: monotonic `performance.now()`. For tests. */
@@ -28,8 +28,8 @@ interface Entry {
 const pending: number[] = []
 const scratch: Evaluation = { allowed: false, remaining: 0, resetMs: 0, next0: 0, next1: 0, next2: 0, expiresAt: 0 }
 
-/** Every option of MemoryStore; any other key is an error naming it. */
-const OPTIONS = optionKeys<MemoryStoreOptions>()(['maxKeys', 'now'])
+/** Every option of MemoryRateLimitStore; any other key is an error naming it. */
+const OPTIONS = optionKeys<MemoryRateLimitStoreOptions>()(['maxKeys', 'now'])
 
 /**
  * In-process rate-limit store. Bounded: at most `maxKeys` keys, least recently used evicted first (second-chance
@@ -38,17 +38,17 @@ const OPTIONS = optionKeys<MemoryStoreOptions>()(['maxKeys', 'now'])
  * `@breakwater/redis` when several processes must share limits.
  *
  * @example
- * const store = new MemoryStore({ maxKeys: 50_000 })
+ * const store = new MemoryRateLimitStore({ maxKeys: 50_000 })
  * app.use(rateLimit({ limit: 100, windowMs: '1m', store }))
  */
-export class MemoryStore implements RateLimitStore {
+export class MemoryRateLimitStore implements RateLimitStore {
   readonly local = true
   readonly #entries = new Map<string, Entry>()
   readonly #maxKeys: number
   readonly #now: Clock
 
-  constructor(options: MemoryStoreOptions = {}) {
-    knownOptions('MemoryStore', options, OPTIONS)
+  constructor(options: MemoryRateLimitStoreOptions = {}) {
+    knownOptions('MemoryRateLimitStore', options, OPTIONS)
     this.#maxKeys = positiveInteger('maxKeys', options.maxKeys ?? 100_000)
     if (options.now !== undefined && typeof options.now !== 'function') {
       throw new InvalidOptionError('now', options.now, 'a function returning milliseconds')

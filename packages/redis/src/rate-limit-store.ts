@@ -1,4 +1,4 @@
-// RedisStore: rate-limit state shared by every process that talks to one Redis (or Redis Cluster).
+// RedisRateLimitStore: rate-limit state shared by every process that talks to one Redis (or Redis Cluster).
 // One EVALSHA per key per event-loop turn, timed by Redis's clock, on the user's own ioredis client.
 
 import { createHash } from 'node:crypto'
@@ -11,8 +11,8 @@ import { checkClient, checkPrefix } from './internal/store-options.js'
 /** An ioredis client: a single-node `Redis` (also via Sentinel) or a `Cluster`. */
 export type RedisClient = Redis | Cluster
 
-/** Options of {@link RedisStore}. */
-export interface RedisStoreOptions {
+/** Options of {@link RedisRateLimitStore}. */
+export interface RedisRateLimitStoreOptions {
   /** Your ioredis `Redis` or `Cluster` client. The store never connects, quits or reconfigures it. Required. */
   client: RedisClient
   /** Prepended to every key. Default `"bw:"`. Must not contain `{` or `}` (they would steal the hash tag). */
@@ -77,13 +77,13 @@ const NO_RULES: RateLimitResult = Object.freeze({ allowed: true, retryAfterMs: 0
  *
  * @example
  * import { Redis } from 'ioredis'
- * import { RedisStore } from '@breakwater/redis'
+ * import { RedisRateLimitStore } from '@breakwater/redis'
  * import { createRateLimiter } from '@breakwater/core'
  *
  * const client = new Redis({ enableOfflineQueue: false, maxRetriesPerRequest: 1, enableAutoPipelining: true })
- * const limiter = createRateLimiter({ limit: 100, windowMs: '1m', store: new RedisStore({ client }) })
+ * const limiter = createRateLimiter({ limit: 100, windowMs: '1m', store: new RedisRateLimitStore({ client }) })
  */
-export class RedisStore implements RateLimitStore {
+export class RedisRateLimitStore implements RateLimitStore {
   readonly local = false
   /** The key prefix in use. */
   readonly prefix: string
@@ -93,7 +93,7 @@ export class RedisStore implements RateLimitStore {
   /** Consumes waiting for the end of this event-loop turn, by key. */
   readonly #batches = new Map<string, Batch>()
   /**
-   * A single-node client: the store does its own pipelining (see {@link RedisStore.#define}). A Cluster keeps
+   * A single-node client: the store does its own pipelining (see {@link RedisRateLimitStore.#define}). A Cluster keeps
    * ioredis's auto-pipelining, which groups commands by node.
    */
   readonly #ownPipelining: boolean
@@ -113,8 +113,8 @@ export class RedisStore implements RateLimitStore {
     batches.clear()
   }
 
-  constructor(options: RedisStoreOptions) {
-    const client = checkClient(options, 'RedisStore')
+  constructor(options: RedisRateLimitStoreOptions) {
+    const client = checkClient(options, 'RedisRateLimitStore')
     const prefix = checkPrefix(options.prefix)
     this.#client = client as RedisClient
     this.prefix = prefix

@@ -9,9 +9,9 @@ import { monotonicNow } from '../internal/clock.js'
 import { duration, knownOptions, optionKeys, positiveInteger } from '../internal/validate.js'
 import type { RateLimitResult, RateLimitStore, ResolvedRule, RuleResult } from './types.js'
 
-/** Options of {@link LeasingStore}. */
-export interface LeasingStoreOptions {
-  /** The shared store (e.g. a `RedisStore`). It must implement `refund`, which hands unused units back. */
+/** Options of {@link LeasingRateLimitStore}. */
+export interface LeasingRateLimitStoreOptions {
+  /** The shared store (e.g. a `RedisRateLimitStore`). It must implement `refund`, which hands unused units back. */
   store: RateLimitStore
   /** Most units one lease takes. Default `64`. */
   maxSlice?: number
@@ -47,8 +47,8 @@ interface Lease {
   exactUntil: number
 }
 
-/** Every option of {@link LeasingStore}; any other key is an error naming it. */
-const OPTIONS = optionKeys<LeasingStoreOptions>()(['store', 'maxSlice', 'maxShare', 'leaseMs', 'maxKeys'])
+/** Every option of {@link LeasingRateLimitStore}; any other key is an error naming it. */
+const OPTIONS = optionKeys<LeasingRateLimitStoreOptions>()(['store', 'maxSlice', 'maxShare', 'leaseMs', 'maxKeys'])
 
 /**
  * A {@link RateLimitStore} that leases quota for hot keys from a shared store. A key that saw at least two
@@ -65,15 +65,15 @@ const OPTIONS = optionKeys<LeasingStoreOptions>()(['store', 'maxSlice', 'maxShar
  * that key (≤ `(processes − 1) × maxShare` of its limit), each for at most `leaseMs`.
  *
  * @example
- * import { createRateLimiter, LeasingStore } from '@breakwater/core'
- * import { RedisStore } from '@breakwater/redis'
+ * import { createRateLimiter, LeasingRateLimitStore } from '@breakwater/core'
+ * import { RedisRateLimitStore } from '@breakwater/redis'
  * import { Redis } from 'ioredis'
  *
  * const client = new Redis({ enableOfflineQueue: false, maxRetriesPerRequest: 1 })
- * const store = new LeasingStore({ store: new RedisStore({ client }), leaseMs: '1s' })
+ * const store = new LeasingRateLimitStore({ store: new RedisRateLimitStore({ client }), leaseMs: '1s' })
  * export const limiter = createRateLimiter({ limit: 10_000, windowMs: '1m', store })
  */
-export class LeasingStore implements RateLimitStore {
+export class LeasingRateLimitStore implements RateLimitStore {
   readonly local = false
   readonly #store: RateLimitStore
   readonly #refund: NonNullable<RateLimitStore['refund']>
@@ -84,12 +84,12 @@ export class LeasingStore implements RateLimitStore {
   readonly #leases = new Map<string, Lease>()
   #sweeper: ReturnType<typeof setInterval> | undefined
 
-  constructor(options: LeasingStoreOptions) {
+  constructor(options: LeasingRateLimitStoreOptions) {
     if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'an object')
-    knownOptions('LeasingStore', options, OPTIONS)
+    knownOptions('LeasingRateLimitStore', options, OPTIONS)
     const store = options.store
     if (typeof store !== 'object' || store === null || typeof store.refund !== 'function') {
-      throw new InvalidOptionError('store', store, 'a RateLimitStore with refund() (e.g. a RedisStore)')
+      throw new InvalidOptionError('store', store, 'a RateLimitStore with refund() (e.g. a RedisRateLimitStore)')
     }
     this.#store = store
     this.#refund = store.refund.bind(store)
