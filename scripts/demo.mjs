@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The demo: starts an example app on the memory store, drives traffic at it, and prints what each policy did.
-// Usage: npx -y pnpm@10 demo [express|fastify|koa]   (default fastify; `… demo all` runs the three in turn)
-// It builds the packages first, quietly: their output is shown only when the build fails.
+// Usage: npx -y pnpm@10 demo [express|fastify|koa|all] [--no-build]   (default fastify; `all` runs the three in turn)
+// It builds the packages first, quietly (their output is shown only when the build fails); --no-build skips that.
 
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -9,21 +9,24 @@ import { createServer } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { circuitBreakerSection } from './demo-breaker.mjs'
+import { healthSection } from './demo-health.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const FRAMEWORKS = ['express', 'fastify', 'koa']
-const choice = process.argv[2] ?? 'fastify'
+const args = process.argv.slice(2)
+const build = !args.includes('--no-build')
+const choice = args.find((arg) => arg !== '--no-build') ?? 'fastify'
 const frameworks = choice === 'all' ? FRAMEWORKS : [choice]
-if (!frameworks.every((f) => FRAMEWORKS.includes(f))) {
-  console.error(`usage: pnpm demo [${FRAMEWORKS.join('|')}|all]`)
+if (!frameworks.every((f) => FRAMEWORKS.includes(f)) || args.length > (build ? 1 : 2)) {
+  console.error(`usage: npx -y pnpm@10 demo [${FRAMEWORKS.join('|')}|all] [--no-build]`)
   process.exit(2)
 }
 console.log(
   `Breakwater demo: the ${frameworks.join(', ')} example app on the memory store, driven with real requests over\n` +
-    'loopback. Each section says what it sends, what came back, and what the headers mean: rate limiting,\n' +
-    'timeouts, load shedding, idempotency, then health probes and a graceful drain on SIGTERM.\n',
+    'loopback. Each section says what it sends, what came back, and what it means: rate limiting, timeouts,\n' +
+    'load shedding, idempotency, a circuit breaker, then health probes and a graceful drain on SIGTERM.\n',
 )
-buildQuietly()
+if (build) buildQuietly()
 
 /** `pnpm build` with its output kept back unless it fails (the pnpm running this script, else npx's pnpm 10). */
 function buildQuietly() {
@@ -202,39 +205,6 @@ async function idempotencySection(base) {
   console.log(`    → 13 requests, ordersExecuted ${stats.ordersExecuted}: each key executed exactly once`)
 }
 
-async function drainSection(framework) {
-  console.log(
-    '\n  Graceful shutdown — SIGTERM with 3 requests in flight (SHUTDOWN_DRAIN_MS=1000, SHUTDOWN_TIMEOUT_MS=5000):',
-  )
-  const app = await startExample(framework, { SHUTDOWN_DRAIN_MS: '1000', SHUTDOWN_TIMEOUT_MS: '5000' })
-  let t0 = performance.now()
-  const stamp = () => `${String(Math.round(performance.now() - t0)).padStart(6)} ms`
-  app.child.stdout.on('data', (chunk) => {
-    for (const line of chunk.split('\n'))
-      if (line.startsWith('shutdown:')) console.log(`    ${stamp()}  [server] ${line}`)
-  })
-  const exited = new Promise((resolve) => app.child.once('exit', (code) => resolve(code)))
-  const inflight = [1, 2, 3].map(() => fetch(`${app.base}/api/slow?ms=180`).then((r) => r.status))
-  await new Promise((resolve) => setTimeout(resolve, 20))
-  t0 = performance.now()
-  app.child.kill('SIGTERM')
-  console.log(`    ${stamp()}  SIGTERM sent`)
-  for (const [i, request] of inflight.entries()) {
-    void request.then((status) => console.log(`    ${stamp()}  in-flight #${i + 1} → ${status}`))
-  }
-  for (;;) {
-    try {
-      const probe = await fetch(`${app.base}/readyz`)
-      console.log(`    ${stamp()}  GET /readyz → ${probe.status} ${await probe.text()}`)
-    } catch {
-      console.log(`    ${stamp()}  GET /readyz → connection refused (the listener is closed)`)
-      break
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250))
-  }
-  console.log(`    ${stamp()}  → process exited with code ${await exited}`)
-}
-
 /** A few of the OpenTelemetry series the app exposes at GET /metrics (OTEL=prometheus, @breakwater/otel). */
 async function metricsSection(base) {
   const text = await (await fetch(`${base}/metrics`)).text()
@@ -243,6 +213,12 @@ async function metricsSection(base) {
   console.log('\n  OpenTelemetry metrics — GET /metrics (a few series):')
   for (const line of lines) console.log(`    ${line.replace(/,?otel_scope_(name|version)="[^"]*"/g, '')}`)
 }
+
+/**
+ * Sections that start an example app of their own (with the environment they need), in the order shown. To add
+ * one: a module beside this one exporting `async (startExample, framework) => {…}`, and one line here.
+ */
+const ownAppSections = [circuitBreakerSection, healthSection]
 
 for (const framework of frameworks) {
   console.log(`\n=== ${framework} example on the memory store ===`)
@@ -258,6 +234,5 @@ for (const framework of frameworks) {
   } finally {
     await app.stop()
   }
-  await circuitBreakerSection(startExample, framework)
-  await drainSection(framework)
+  for (const section of ownAppSections) await section(startExample, framework)
 }

@@ -66,13 +66,29 @@ app.set('trust proxy', trustProxy(process.env.TRUST_PROXY))
 // Health probes (GET/HEAD /livez, /readyz, /startupz) come first, so no policy below ever limits, sheds or
 // times them out. Details (checks, timings) only for `Authorization: Bearer $HEALTH_TOKEN`.
 const healthToken = process.env.HEALTH_TOKEN ?? ''
+// HEALTH_CHECK_URL set: readiness also GETs it (a dependency's own health endpoint) and fails while that does not
+// answer 2xx within the check's 500 ms. The demo points it at a loopback server and then makes that fail.
+const healthCheckUrl = process.env.HEALTH_CHECK_URL ?? ''
+/** @type {import('@breakwater/express').HealthCheck[]} */
+const dependencyChecks = healthCheckUrl
+  ? [
+      {
+        name: 'dependency',
+        async check(/** @type {AbortSignal} */ signal) {
+          const response = await fetch(healthCheckUrl, { signal })
+          await response.body?.cancel()
+          if (!response.ok) throw new Error(`${healthCheckUrl} answered ${response.status}`)
+        },
+      },
+    ]
+  : []
 // The /api/work load shedder (defined here so readiness can report its overload state).
 const workShedding = loadShedding({ id: 'work', limit: 4 })
 const probes = health({
   // Overload shows in /readyz as `warn` (still 200): shedding one demo route should not pull the instance.
   overload: workShedding,
   overloadStatus: 'warn',
-  checks: [...(redis ? [redisCheck(redis)] : []), eventLoopDelayCheck(), heapCheck()],
+  checks: [...(redis ? [redisCheck(redis)] : []), ...dependencyChecks, eventLoopDelayCheck(), heapCheck()],
   authorize: (request) => healthToken !== '' && request.header('authorization') === `Bearer ${healthToken}`,
 })
 app.use(probes)

@@ -68,6 +68,22 @@ app.setErrorHandler(errorHandler())
 // Health probes (GET/HEAD /livez, /readyz, /startupz) come first, so no policy below ever limits, sheds or
 // times them out. Details (checks, timings) only for `Authorization: Bearer $HEALTH_TOKEN`.
 const healthToken = process.env.HEALTH_TOKEN ?? ''
+// HEALTH_CHECK_URL set: readiness also GETs it (a dependency's own health endpoint) and fails while that does not
+// answer 2xx within the check's 500 ms. The demo points it at a loopback server and then makes that fail.
+const healthCheckUrl = process.env.HEALTH_CHECK_URL ?? ''
+/** @type {import('@breakwater/fastify').HealthCheck[]} */
+const dependencyChecks = healthCheckUrl
+  ? [
+      {
+        name: 'dependency',
+        async check(/** @type {AbortSignal} */ signal) {
+          const response = await fetch(healthCheckUrl, { signal })
+          await response.body?.cancel()
+          if (!response.ok) throw new Error(`${healthCheckUrl} answered ${response.status}`)
+        },
+      },
+    ]
+  : []
 /** The /api/work load shedder, once its scope is registered; readiness reports its overload state. */
 /** @type {import('@breakwater/fastify').LoadShedder | undefined} */
 let workShedder
@@ -76,7 +92,7 @@ await app.register(health, {
   // Overload shows in /readyz as `warn` (still 200): shedding one demo route should not pull the instance.
   overload: { overloadState: () => workShedder?.overloadState() ?? NOT_OVERLOADED },
   overloadStatus: 'warn',
-  checks: [...(redis ? [redisCheck(redis)] : []), eventLoopDelayCheck(), heapCheck()],
+  checks: [...(redis ? [redisCheck(redis)] : []), ...dependencyChecks, eventLoopDelayCheck(), heapCheck()],
   authorize: (request) => healthToken !== '' && request.header('authorization') === `Bearer ${healthToken}`,
 })
 
