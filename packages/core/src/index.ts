@@ -144,7 +144,14 @@ export {
   type QueueOptions,
 } from './load-shedding/load-shedder.js'
 export type { PressureOptions, PressureReadings, PressureSignal } from './load-shedding/pressure.js'
-export { PROBLEM_CONTENT_TYPE, type ProblemDetails, ProblemType, problemFor } from './problem.js'
+export {
+  PROBLEM_CONTENT_TYPE,
+  PROBLEMS,
+  type ProblemDetails,
+  type ProblemEntry,
+  ProblemType,
+  problemFor,
+} from './problem.js'
 export { type Evaluation, evaluate } from './rate-limit/algorithms.js'
 export { boundKey, hashKey, ipKey, MAX_KEY_LENGTH } from './rate-limit/client-key.js'
 export { HEADER_FORMATS, type HeaderFormat } from './rate-limit/headers.js'

@@ -30,7 +30,8 @@ describe('problemFor', () => {
         ['Content-Type', 'application/problem+json'],
       ],
       body: {
-        type: 'about:blank',
+        // The type the load shedder's own BW_OVERLOADED carries: one type per code (PROBLEMS).
+        type: 'https://iana.org/assignments/http-problem-types#temporary-reduced-capacity',
         title: 'Service Unavailable',
         status: 503,
         code: 'BW_OVERLOADED',
