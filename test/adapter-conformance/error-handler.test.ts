@@ -3,7 +3,7 @@
 // Idempotency on the same apps: a lossless fingerprint (integers above 2^53) and cookies a handler really sets
 // never replayed.
 
-import { ErrorCode } from '@breakwater/core'
+import { ErrorCode, PROBLEMS } from '@breakwater/core'
 import { afterEach, describe, expect, it } from 'vitest'
 import { FRAMEWORKS } from './apps.js'
 import { BODY_LIMIT, type ErrorApp, startErrorApp } from './error-handler-apps.js'
@@ -37,11 +37,12 @@ const post = (app: ErrorApp, body: string, key = 'k1') =>
     body,
   })
 
-function expectProblem(answer: Answer, status: number, code: string): Record<string, unknown> {
+function expectProblem(answer: Answer, status: number, code: ErrorCode): Record<string, unknown> {
   expect(answer.status).toBe(status)
   expect(answer.headers.get('content-type')).toMatch(/^application\/problem\+json/)
   const body = JSON.parse(answer.text) as Record<string, unknown>
-  expect(body).toMatchObject({ type: 'about:blank', status, code })
+  // The problem type the registry gives the code: the same whichever policy or error path answered.
+  expect(body).toMatchObject({ type: PROBLEMS[code].type, status, code })
   expect(typeof body.title).toBe('string')
   expect(answer.text).not.toMatch(/\bat .*\(|node_modules|\.js:\d+|<html/)
   return body
