@@ -175,15 +175,17 @@ export type { RequestLifecycle } from './timeout/lifecycle.js'
 export {
   DEFAULT_DEADLINE_HEADER,
   type ExpiryHandler,
+  MAX_TIMEOUT_MS,
+  RequestContext,
+  type RequestContextOptions,
+} from './timeout/request-context.js'
+export {
   existingRequestContext,
   handedOn,
   handlerSettled,
   handlerStarted,
-  MAX_TIMEOUT_MS,
-  RequestContext,
-  type RequestContextOptions,
   reportLateWrite,
   requestContext,
-} from './timeout/request-context.js'
+} from './timeout/response-lifecycle.js'
 export { isShuttingDown, onShutdown, triggerShutdown } from './timeout/shutdown.js'
 export { createTimeout, type Timeout, type TimeoutOptions } from './timeout/timeout.js'
