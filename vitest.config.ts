@@ -7,7 +7,9 @@ const src = (name: string) => fileURLToPath(new URL(`./packages/${name}/src/inde
 
 export default defineConfig({
   resolve: {
+    // The subpath comes first: an alias also matches the paths under its key.
     alias: {
+      '@breakwater/core/adapter': fileURLToPath(new URL('./packages/core/src/adapter.ts', import.meta.url)),
       '@breakwater/core': src('core'),
       '@breakwater/redis': src('redis'),
       '@breakwater/express': src('express'),

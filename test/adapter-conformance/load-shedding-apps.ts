@@ -2,7 +2,8 @@
 // (app-wide, before body parsing; probes excluded), served over a real socket for the conformance suite.
 
 import type { Server } from 'node:http'
-import { type LoadShedder, type LoadSheddingOptions, requestContext } from '@breakwater/core'
+import type { LoadShedder, LoadSheddingOptions } from '@breakwater/core'
+import { requestContext } from '@breakwater/core/adapter'
 import { loadShedding as expressLoadShedding } from '@breakwater/express'
 import { loadShedding as fastifyLoadShedding } from '@breakwater/fastify'
 import { loadShedding as koaLoadShedding } from '@breakwater/koa'

@@ -62,6 +62,38 @@ describe.each(Object.entries(packages))('@breakwater/%s', (name, exported) => {
   })
 })
 
+describe('@breakwater/core/adapter', () => {
+  it('loads from CommonJS and ESM with the same exports, sharing one request state with the main entry', async () => {
+    // One request context per response whichever entry asks: the entries share their chunk, not a copy of it.
+    const check = (core: string, adapter: string) => `
+      Promise.all([${core}, ${adapter}]).then(([core, adapter]) => {
+        const res = new (require('node:http').ServerResponse)({ method: 'GET', httpVersionMajor: 1, httpVersionMinor: 1 })
+        console.log(JSON.stringify([adapter.requestContext(res) instanceof core.RequestContext, typeof core.requestContext, Object.keys(adapter).sort()]))
+      })`
+    const cjs = await run(
+      process.execPath,
+      ['-e', check(`require('@breakwater/core')`, `require('@breakwater/core/adapter')`)],
+      { cwd: testDir },
+    )
+    const esm = await run(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);${check(`import('@breakwater/core')`, `import('@breakwater/core/adapter')`)}`,
+      ],
+      { cwd: testDir },
+    )
+    const [cjsShared, cjsInMain, cjsKeys] = JSON.parse(cjs.stdout)
+    const [esmShared, esmInMain, esmKeys] = JSON.parse(esm.stdout)
+    expect([cjsShared, esmShared]).toEqual([true, true])
+    // Adapter hooks are not part of the user-facing entry.
+    expect([cjsInMain, esmInMain]).toEqual(['undefined', 'undefined'])
+    expect(cjsKeys).toContain('handlerSettled')
+    expect(esmKeys).toEqual(cjsKeys.filter((k: string) => k !== 'default' && k !== '__esModule'))
+  })
+})
+
 describe('dual installs', () => {
   it('recognise each other’s errors by brand, not instanceof', async () => {
     const script = `

@@ -1,4 +1,5 @@
 // Public entry of @breakwater/core. Everything exported here is documented and stable; src/internal is not.
+// What only framework adapters use is in ./adapter.ts (@breakwater/core/adapter).
 
 export {
   AttemptTimeout,
@@ -117,7 +118,6 @@ export type {
   StoredResponse,
 } from './idempotency/types.js'
 export type { Clock } from './internal/clock.js'
-export { prepareRejection, responseEnded } from './internal/response.js'
 export { type Duration, knownOptions, optionKeys } from './internal/validate.js'
 export type { WarningLogger } from './internal/warn.js'
 export type {
@@ -176,21 +176,12 @@ export {
   type ShutdownResult,
 } from './shutdown/graceful-shutdown.js'
 export { MemoryRateLimitStore, type MemoryRateLimitStoreOptions } from './stores/memory-rate-limit-store.js'
-export { errorResponse } from './timeout/error-response.js'
-export { guardLateWrites } from './timeout/late-writes.js'
 export type { RequestLifecycle } from './timeout/lifecycle.js'
 export {
   DEFAULT_DEADLINE_HEADER,
-  type ExpiryHandler,
-  existingRequestContext,
-  handedOn,
-  handlerSettled,
-  handlerStarted,
   MAX_TIMEOUT_MS,
   RequestContext,
   type RequestContextOptions,
-  reportLateWrite,
-  requestContext,
 } from './timeout/request-context.js'
 export { isShuttingDown, onShutdown, triggerShutdown } from './timeout/shutdown.js'
 export { createTimeout, type Timeout, type TimeoutOptions } from './timeout/timeout.js'

@@ -2,12 +2,12 @@
 // request's own abort (errorResponse).
 
 import { describe, expect, it } from 'vitest'
+import { errorResponse } from '../src/adapter.js'
 import {
   BreakwaterError,
   createTimeout,
   DeadlineExceededError,
   ErrorCode,
-  errorResponse,
   MethodNotAllowedError,
   problemFor,
   RequestAbortedError,

@@ -6,7 +6,7 @@ import http2 from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, describe, expect, it } from 'vitest'
-import { requestContext } from '../src/index.js'
+import { requestContext } from '../src/adapter.js'
 import { onResponseClose, responseClosed, responseFinished } from '../src/internal/response.js'
 import { until } from './helpers.js'
 

@@ -6,11 +6,9 @@ import type { AddressInfo } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, describe, expect, it } from 'vitest'
+import { type ExpiryHandler, guardLateWrites, handlerSettled } from '../src/adapter.js'
 import {
   createTimeout,
-  type ExpiryHandler,
-  guardLateWrites,
-  handlerSettled,
   type RequestContext,
   type RequestView,
   type Timeout,

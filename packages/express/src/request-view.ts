@@ -2,7 +2,8 @@
 // Nothing is copied; the request's lifecycle (and its AbortSignal) is created only when something asks for it.
 // Per-request state lives in `res.locals` (see stateHolder), never in new properties of `req` or `res`.
 
-import { type RequestView, requestContext } from '@breakwater/core'
+import type { RequestView } from '@breakwater/core'
+import { requestContext } from '@breakwater/core/adapter'
 import type { Request, Response } from 'express'
 
 const VIEW = Symbol('breakwater.view')

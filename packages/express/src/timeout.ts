@@ -4,16 +4,18 @@
 import { IncomingMessage } from 'node:http'
 import {
   createTimeout,
+  type RequestContext,
+  type RequestLifecycle,
+  type Timeout,
+  type TimeoutOptions,
+} from '@breakwater/core'
+import {
   type ExpiryHandler,
   guardLateWrites,
   handlerSettled,
   prepareRejection,
-  type RequestContext,
-  type RequestLifecycle,
   responseEnded,
-  type Timeout,
-  type TimeoutOptions,
-} from '@breakwater/core'
+} from '@breakwater/core/adapter'
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
 import { sendRejection } from './reply.js'
 import { requestView, stateHolder } from './request-view.js'

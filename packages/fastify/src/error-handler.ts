@@ -1,7 +1,7 @@
 // Fastify's one Breakwater error handler: every error Breakwater knows becomes its problem+json answer through
 // core's errorResponse, a request's own abort stays silent, anything else goes on to the parent handler.
 
-import { errorResponse } from '@breakwater/core'
+import { errorResponse } from '@breakwater/core/adapter'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { sendRejection } from './reply.js'
 import { contextOf } from './timeout.js'

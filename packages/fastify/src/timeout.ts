@@ -3,20 +3,22 @@
 
 import {
   createTimeout,
+  isPromiseLike,
+  type RequestContext,
+  type RequestLifecycle,
+  type Timeout,
+  type TimeoutOptions,
+} from '@breakwater/core'
+import {
   type ExpiryHandler,
   errorResponse,
   guardLateWrites,
   handedOn,
   handlerSettled,
   handlerStarted,
-  isPromiseLike,
   prepareRejection,
-  type RequestContext,
-  type RequestLifecycle,
   reportLateWrite,
-  type Timeout,
-  type TimeoutOptions,
-} from '@breakwater/core'
+} from '@breakwater/core/adapter'
 import type {
   FastifyPluginCallback,
   FastifyReply,

@@ -1,7 +1,8 @@
 // Koa's one Breakwater error handler: every error Breakwater knows becomes its problem+json answer through
 // core's errorResponse, a request's own abort stays silent, anything else goes on to Koa's own handling.
 
-import { errorResponse, type RequestContext } from '@breakwater/core'
+import type { RequestContext } from '@breakwater/core'
+import { errorResponse } from '@breakwater/core/adapter'
 import type { Context, Middleware, Next } from 'koa'
 import { sendRejection } from './reply.js'
 

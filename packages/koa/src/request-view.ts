@@ -1,7 +1,8 @@
 // The RequestView of a Koa context: lazy getters over `ctx`, one per request, shared by every policy.
 // Nothing is copied; the request's lifecycle (and its AbortSignal) is created only when something asks for it.
 
-import { type RequestView, requestContext } from '@breakwater/core'
+import type { RequestView } from '@breakwater/core'
+import { requestContext } from '@breakwater/core/adapter'
 import type { Context } from 'koa'
 
 const VIEW = Symbol('breakwater.view')

@@ -3,17 +3,19 @@
 
 import {
   createTimeout,
+  type RequestContext,
+  type RequestLifecycle,
+  type Timeout,
+  type TimeoutOptions,
+} from '@breakwater/core'
+import {
   type ExpiryHandler,
   errorResponse,
   guardLateWrites,
   handlerSettled,
   prepareRejection,
-  type RequestContext,
-  type RequestLifecycle,
   reportLateWrite,
-  type Timeout,
-  type TimeoutOptions,
-} from '@breakwater/core'
+} from '@breakwater/core/adapter'
 import type { Context, Middleware, Next } from 'koa'
 import { isStreamedBody, sendRejection } from './reply.js'
 import { requestView } from './request-view.js'

@@ -2,7 +2,8 @@
 // reported once, so they cannot throw ERR_HTTP_HEADERS_SENT, emit write-after-end errors or corrupt the response.
 
 import type { ServerResponse } from 'node:http'
-import { existingRequestContext, type RequestContext, reportLateWrite } from './request-context.js'
+import type { RequestContext } from './request-context.js'
+import { existingRequestContext, reportLateWrite } from './response-lifecycle.js'
 
 type Method = (this: ServerResponse, ...args: unknown[]) => unknown
 

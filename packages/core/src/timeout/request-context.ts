@@ -1,5 +1,6 @@
-// One lifecycle object per request: it owns the request's single AbortSignal and its deadline timer, and aborts
-// the signal on whichever comes first — the deadline, the client going away, or process shutdown.
+// The handler API of a request's lifecycle: one object per request owns its single AbortSignal and its deadline,
+// and aborts the signal on whichever comes first — the deadline, the client going away, or process shutdown.
+// Deadlines wait in the shared deadline queue; the adapters' hooks on the response are in response-lifecycle.ts.
 
 import { AsyncResource } from 'node:async_hooks'
 import type { ServerResponse } from 'node:http'
@@ -7,6 +8,7 @@ import type { RejectDecision } from '../decision.js'
 import { type AbortKind, DeadlineExceededError, InvalidOptionError, RequestAbortedError } from '../errors.js'
 import { channels, publish, type TimeoutDecisionEvent, type TimeoutLateWriteEvent } from '../events.js'
 import { monotonicNow } from '../internal/clock.js'
+import { DeadlineQueue } from '../internal/deadline-queue.js'
 import { onResponseClose, responseClosed, responseFinished } from '../internal/response.js'
 import type { RequestView } from '../request-view.js'
 import type { RequestLifecycle } from './lifecycle.js'
@@ -46,55 +48,54 @@ export interface RequestContextOptions {
   header?: string
 }
 
-const RESPONSE_CONTEXT = Symbol('breakwater.context')
+/** @internal The symbol a response (or its holder) keeps its context under. */
+export const RESPONSE_CONTEXT = Symbol('breakwater.context')
+
+/** @internal Where a request's context is kept: the response itself, or another per-request object. */
+export type ContextHolder = { [RESPONSE_CONTEXT]?: RequestContext }
 
 /**
- * Contexts sharing one budget, in deadline order, behind one unref'd timer armed for the earliest. Requests with
- * the same budget expire in the order they started, so arming is an append and ending an unlink: no timer object
- * per request. The timer is not moved when the head ends early; it fires, finds the new head and re-arms.
+ * @internal What the lifecycle hooks (response-lifecycle.ts) and policies reach of a context's private state:
+ * one object filled in by the class, so a handler sees only the handler-facing API on `req.breakwater`.
  */
-interface DeadlineQueue {
-  readonly budgetMs: number
-  head: RequestContext | undefined
-  tail: RequestContext | undefined
-  timer: NodeJS.Timeout | undefined
-  timerAt: number
+export const contextInternals = {} as {
+  arm<T>(
+    context: RequestContext,
+    budgetMs: number,
+    policy: ContextPolicy,
+    request: RequestView | undefined,
+    onExpire: ExpiryHandler<T> | undefined,
+    target: T,
+    fresh: boolean,
+  ): boolean
+  settle(context: RequestContext, outcome: TimeoutDecisionEvent['outcome']): boolean
+  lateWrite(context: RequestContext, operation: string): void
+  expire(context: RequestContext): void
+  clientGone(context: RequestContext): void
+  leaveUnwatched(context: RequestContext, res: ServerResponse): void
+  handlerSettled(context: RequestContext, responseDone: boolean): void
+  handlerStarted(context: RequestContext): void
+  handedOn(context: RequestContext, responseDone: boolean): void
 }
 
-/** One queue per distinct budget; past this many (budgets from trusted callers' headers), a context times itself. */
-const MAX_QUEUES = 32
-const queues = new Map<number, DeadlineQueue>()
-
-type ContextHolder = { [RESPONSE_CONTEXT]?: RequestContext }
-
-// Static hooks filled in by the class below: policies and adapters reach private state through these module
-// functions instead of public methods, so a handler sees only the handler-facing API on `req.breakwater`.
-let armImpl: <T>(
-  context: RequestContext,
-  budgetMs: number,
-  policy: ContextPolicy,
-  request: RequestView | undefined,
-  onExpire: ExpiryHandler<T> | undefined,
-  target: T,
-  fresh: boolean,
-) => boolean
-let settleImpl: (context: RequestContext, outcome: TimeoutDecisionEvent['outcome']) => boolean
-let lateWriteImpl: (context: RequestContext, operation: string) => void
-let expireImpl: (context: RequestContext) => void
-let fireQueueImpl: (queue: DeadlineQueue) => void
-let waitingIn: (queue: DeadlineQueue) => number
-let clientGoneImpl: (context: RequestContext) => void
-let leaveUnwatchedImpl: (context: RequestContext, res: ServerResponse) => void
-let handlerSettledImpl: (context: RequestContext, responseDone: boolean) => void
-let handlerStartedImpl: (context: RequestContext) => void
-let handedOnImpl: (context: RequestContext, responseDone: boolean) => void
+/**
+ * Every context's deadline, in the one deadline heap behind one unref'd timer: no timer object per request. A
+ * deadline that throws is rethrown on the next tick, so the contexts due behind it still expire.
+ */
+const deadlines = new DeadlineQueue<RequestContext>((context) => {
+  try {
+    contextInternals.expire(context)
+  } catch (error) {
+    process.nextTick(rethrow, error)
+  }
+})
 
 /**
  * A request's lifecycle: its one `signal`, its absolute `deadline`, and helpers to pass what is left of its budget
  * to outbound calls. Adapters create one per request (`req.breakwater` in Express, `request.breakwater` in
  * Fastify, `ctx.breakwater` in Koa); a handler never needs to create one. The deadline waits in a queue shared by
- * every context with the same budget, behind one `unref()`'d timer, and leaves it on every exit path: the
- * response closing (finished or not), shutdown, or `dispose()`.
+ * every context, behind one `unref()`'d timer, and leaves it on every exit path: the response closing (finished
+ * or not), shutdown, or `dispose()`.
  *
  * @example
  * app.get('/quote', async (req, res) => {
@@ -111,11 +112,10 @@ export class RequestContext implements ShutdownTarget, RequestLifecycle {
   #budgetMs = Number.POSITIVE_INFINITY
   #expiresAt = Number.POSITIVE_INFINITY
   #deadline: number | undefined = undefined
-  /** Own timer, only when no deadline queue could take this context. */
-  #timer: NodeJS.Timeout | undefined = undefined
-  #queue: DeadlineQueue | undefined = undefined
-  #prev: RequestContext | undefined = undefined
-  #next: RequestContext | undefined = undefined
+  /** @internal The deadline queue's bookkeeping (monotonic ms; -1 while not queued). */
+  deadlineAt = 0
+  /** @internal */
+  heapIndex = -1
   #cleanups: Set<() => void> | undefined = undefined
   #policy: ContextPolicy | undefined = undefined
   #request: RequestView | undefined = undefined
@@ -145,26 +145,20 @@ export class RequestContext implements ShutdownTarget, RequestLifecycle {
   [liveNext]: ShutdownTarget | undefined = undefined
 
   static {
-    armImpl = (context, budgetMs, policy, request, onExpire, target, fresh) =>
+    contextInternals.arm = (context, budgetMs, policy, request, onExpire, target, fresh) =>
       context.#arm(budgetMs, policy, request, onExpire as ExpiryHandler<unknown> | undefined, target, fresh)
-    settleImpl = (context, outcome) => context.#settle(outcome)
-    lateWriteImpl = (context, operation) => context.#lateWrite(operation)
-    expireImpl = (context) => context.#expire()
-    fireQueueImpl = (queue) => RequestContext.#fire(queue)
-    waitingIn = (queue) => {
-      let count = 0
-      for (let context = queue.head; context !== undefined; context = context.#next) count++
-      return count
-    }
-    clientGoneImpl = (context) => context.#clientGone()
-    leaveUnwatchedImpl = (context, res) => {
+    contextInternals.settle = (context, outcome) => context.#settle(outcome)
+    contextInternals.lateWrite = (context, operation) => context.#lateWrite(operation)
+    contextInternals.expire = (context) => context.#expire()
+    contextInternals.clientGone = (context) => context.#clientGone()
+    contextInternals.leaveUnwatched = (context, res) => {
       context.#unwatched = res
     }
-    handlerSettledImpl = (context, responseDone) => context.#handlerSettled(responseDone)
-    handlerStartedImpl = (context) => {
+    contextInternals.handlerSettled = (context, responseDone) => context.#handlerSettled(responseDone)
+    contextInternals.handlerStarted = (context) => {
       context.#handlerStarted = true
     }
-    handedOnImpl = (context, responseDone) => {
+    contextInternals.handedOn = (context, responseDone) => {
       if (!context.#handlerStarted) context.#handlerSettled(responseDone)
     }
   }
@@ -190,7 +184,7 @@ export class RequestContext implements ShutdownTarget, RequestLifecycle {
         this.dispose()
         throw new InvalidOptionError('timeoutMs', timeoutMs, `a number of milliseconds from 0 to ${MAX_TIMEOUT_MS}`)
       }
-      this.#schedule(timeoutMs, timeoutMs)
+      this.#schedule(timeoutMs)
     }
   }
 
@@ -405,7 +399,7 @@ export class RequestContext implements ShutdownTarget, RequestLifecycle {
     if (!this.#open) return this.#reason === undefined
     if (fresh && budgetMs > 0) {
       // Created by this very call: no earlier deadline to clear, and its start is now (one clock read a request).
-      this.#schedule(budgetMs, budgetMs)
+      this.#schedule(budgetMs)
       return true
     }
     this.#clearDeadline()
@@ -419,101 +413,26 @@ export class RequestContext implements ShutdownTarget, RequestLifecycle {
       this.#abort('timeout', `The request did not complete within its ${budgetMs} ms budget.`)
       return false
     }
-    this.#schedule(budgetMs, left)
+    this.#schedule(budgetMs)
     return true
   }
 
-  /** Expire `budgetMs` after the start, `ms` from now: in the queue of that budget, else on a timer of its own. */
-  #schedule(budgetMs: number, ms: number): void {
+  /** Expire `budgetMs` after the start. */
+  #schedule(budgetMs: number): void {
     this.#budgetMs = budgetMs
     this.#expiresAt = this.#startedAt + budgetMs
     this.#deadline = undefined
-    if (this.#enqueue(budgetMs)) return
-    // The context rides on the timer's arguments instead of a closure; unref so a pending deadline never keeps
-    // the process alive.
-    const timer = setTimeout(onDeadline, ms, this)
-    timer.unref()
-    this.#timer = timer
-  }
-
-  #enqueue(budgetMs: number): boolean {
-    let queue = queues.get(budgetMs)
-    if (queue === undefined) {
-      if (queues.size >= MAX_QUEUES) return false
-      queue = { budgetMs, head: undefined, tail: undefined, timer: undefined, timerAt: Number.POSITIVE_INFINITY }
-      queues.set(budgetMs, queue)
-    }
-    this.#queue = queue
-    const expiresAt = this.#expiresAt
-    // Almost always an append: only a context armed after a later-started one walks back.
-    let before = queue.tail
-    while (before !== undefined && before.#expiresAt > expiresAt) before = before.#prev
-    const after = before === undefined ? queue.head : before.#next
-    this.#prev = before
-    this.#next = after
-    if (before === undefined) queue.head = this
-    else before.#next = this
-    if (after === undefined) queue.tail = this
-    else after.#prev = this
-    if (expiresAt < queue.timerAt) armQueue(queue, expiresAt)
-    return true
-  }
-
-  #dequeue(): void {
-    const queue = this.#queue
-    if (queue === undefined) return
-    const prev = this.#prev
-    const next = this.#next
-    if (prev === undefined) queue.head = next
-    else prev.#next = next
-    if (next === undefined) queue.tail = prev
-    else next.#prev = prev
-    this.#queue = undefined
-    this.#prev = undefined
-    this.#next = undefined
-  }
-
-  /** A queue's timer: expire every context whose deadline has come, then re-arm for the next one. */
-  static #fire(queue: DeadlineQueue): void {
-    queue.timer = undefined
-    queue.timerAt = Number.POSITIVE_INFINITY
-    const now = monotonicNow()
-    let head = queue.head
-    // libuv may fire up to ~1 ms early: a context is never expired before its deadline.
-    while (head !== undefined && head.#expiresAt <= now) {
-      head.#dequeue()
-      try {
-        head.#expire()
-      } catch (error) {
-        process.nextTick(rethrow, error) // surface it as before, without starving the contexts behind it
-      }
-      head = queue.head
-    }
-    if (head !== undefined) armQueue(queue, head.#expiresAt)
-    else queues.delete(queue.budgetMs) // empty: the next context of this budget starts a new queue
+    deadlines.add(this, this.#expiresAt)
   }
 
   #clearDeadline(): void {
-    this.#dequeue()
-    if (this.#timer !== undefined) {
-      clearTimeout(this.#timer)
-      this.#timer = undefined
-    }
+    deadlines.remove(this)
   }
 
+  /** The deadline queue expires a context at its deadline, never before (remainingMs() reads 0 once aborted). */
   #expire(): void {
-    this.#timer = undefined
     if (this.#unwatched !== undefined) this.#watch() // a client already gone ends the lifecycle here, unanswered
     if (this.#reason !== undefined || !this.#open) return
-    // libuv caches loop time in whole milliseconds, so a timer may fire up to ~1 ms early: never abort before the
-    // deadline (remainingMs() must read 0 once aborted).
-    const early = this.#expiresAt - monotonicNow()
-    if (early > 0) {
-      const timer = setTimeout(onDeadline, Math.ceil(early), this)
-      timer.unref()
-      this.#timer = timer
-      return
-    }
     this.#settle('timed_out')
     const policy = this.#policy
     // Answer first, then abort: a handler reacting to the abort synchronously then writes late (harmlessly),
@@ -578,23 +497,9 @@ export class RequestContext implements ShutdownTarget, RequestLifecycle {
   }
 }
 
-function onDeadline(context: RequestContext): void {
-  expireImpl(context)
-}
-
-function armQueue(queue: DeadlineQueue, at: number): void {
-  if (queue.timer !== undefined) clearTimeout(queue.timer)
-  queue.timerAt = at
-  const timer = setTimeout(fireQueueImpl, Math.max(1, Math.ceil(at - monotonicNow())), queue)
-  timer.unref()
-  queue.timer = timer
-}
-
-/** @internal Deadline queues and the contexts waiting in them: a leak check for tests. */
+/** @internal Contexts waiting for their deadline: a leak check for tests. */
 export function deadlineQueueStats(): { queues: number; waiting: number } {
-  let waiting = 0
-  for (const queue of queues.values()) waiting += waitingIn(queue)
-  return { queues: queues.size, waiting }
+  return { queues: deadlines.size === 0 ? 0 : 1, waiting: deadlines.size }
 }
 
 function rethrow(error: unknown): never {
@@ -605,148 +510,8 @@ function checkMs(what: string, ms: unknown): void {
   if (typeof ms !== 'number' || !(ms >= 0)) throw new InvalidOptionError(what, ms, 'a number of milliseconds ≥ 0')
 }
 
-/**
- * The {@link RequestContext} of a response, created on first use and shared by everything on the same request
- * (the request view's `signal`, the timeout middleware, the handler). It watches the response: closing before
- * it finished means the client went away (the request's `close` is not used — it fires once the body has been
- * read); closing at all ends the lifecycle and clears its timers.
- *
- * `holder` is where the context is kept for later lookups, under a symbol: the response itself by default.
- * Pass another per-request object when adding a property to the response is costly — Express's `res.locals`,
- * a dictionary already: each property added to Express's `req` or `res` costs that request several µs. Every
- * call for one request must pass the same holder. With a holder other than `res`, the response's `close`
- * listener keeps its own reference to the context, so the lifecycle ends even if the holder is replaced.
- *
- * @example
- * // in an adapter's request view
- * get signal() { return requestContext(this.#res).signal }
- */
-export function requestContext(res: ServerResponse, holder: object = res): RequestContext {
-  return (holder as ContextHolder)[RESPONSE_CONTEXT] ?? createContext(res, holder, true)
-}
-
-function createContext(res: ServerResponse, holder: object, watch: boolean): RequestContext {
-  const context = new RequestContext()
-  ;(holder as ContextHolder)[RESPONSE_CONTEXT] = context
-  if (!watch) {
-    leaveUnwatchedImpl(context, res)
-    return context
-  }
-  const onClose = holder === res ? onContextResponseClose : (): void => closeContext(res, context)
-  if (responseClosed(res)) onClose.call(res)
-  else onResponseClose(res, onClose)
-  return context
-}
-
-/** The context of a response if one was created, without creating one (`holder` as for {@link requestContext}). */
-export function existingRequestContext(res: ServerResponse, holder: object = res): RequestContext | undefined {
-  return (holder as ContextHolder)[RESPONSE_CONTEXT]
-}
-
-// One shared listener for every response kept on itself: `this` is the response, so nothing is allocated.
-function onContextResponseClose(this: ServerResponse): void {
-  const context = (this as ContextHolder)[RESPONSE_CONTEXT]
-  if (context !== undefined) closeContext(this, context)
-}
-
-function closeContext(res: ServerResponse, context: RequestContext): void {
-  if (!responseFinished(res)) clientGoneImpl(context)
+/** @internal The response closed: a client gone if it had not finished; the lifecycle ends either way. */
+export function closeContext(res: ServerResponse, context: RequestContext): void {
+  if (!responseFinished(res)) contextInternals.clientGone(context)
   context.dispose()
-}
-
-/** @internal Give `context` a budget of `budgetMs` from its start under `policy`; false when already over it. */
-export function armContext<T>(
-  context: RequestContext,
-  budgetMs: number,
-  policy: ContextPolicy,
-  request: RequestView | undefined,
-  onExpire: ExpiryHandler<T> | undefined,
-  target: T,
-): boolean {
-  return armImpl(context, budgetMs, policy, request, onExpire, target, false)
-}
-
-/**
- * @internal {@link requestContext} of `res` armed as {@link armContext} does, reading the clock once when the
- * context is created here (the common case: the timeout middleware is the first to ask for it). With `watch`
- * false a context created here does not listen to the response until it needs to: the adapter then reports the
- * end of the handler with {@link handlerSettled}. A request already over budget (or arriving during shutdown)
- * listens at once: it gets no handler.
- */
-export function armResponseContext<T>(
-  res: ServerResponse,
-  holder: object,
-  budgetMs: number,
-  policy: ContextPolicy,
-  request: RequestView | undefined,
-  onExpire: ExpiryHandler<T>,
-  target: T,
-  watch: boolean,
-): RequestContext {
-  const existing = (holder as ContextHolder)[RESPONSE_CONTEXT]
-  const context = existing ?? createContext(res, holder, watch)
-  const inBudget = armImpl(context, budgetMs, policy, request, onExpire, target, existing === undefined)
-  // Over budget on arrival (or shutting down): the adapter answers now and no handler will run to report its end,
-  // so the lifecycle ends when the response closes.
-  if (!inBudget) handlerSettledImpl(context, false)
-  return context
-}
-
-/**
- * For adapters that started a timeout with `settledByHandler` (see `Timeout.start`): the handler is done.
- * `responseDone` says whether the response has been written in full (or will be, synchronously, as Koa does once
- * its middleware chain settles); the lifecycle then ends here, without a listener on the response ever having
- * been attached. Otherwise (a stream still flowing, an asynchronous `onSend`) it ends when the response closes.
- * Does nothing for a context that already listens to its response.
- *
- * @example
- * return next().then(() => handlerSettled(context, !isStreamedBody(ctx.body)))
- */
-export function handlerSettled(context: RequestContext, responseDone: boolean): void {
-  handlerSettledImpl(context, responseDone)
-}
-
-/**
- * For adapters whose handler wrapper reports the end of the handler (Fastify): the wrapper is running the
- * handler now. See {@link handedOn}.
- */
-export function handlerStarted(context: RequestContext): void {
-  handlerStartedImpl(context)
-}
-
-/**
- * For adapters whose handler wrapper reports the end of the handler: the hook that started the timeout has handed
- * the request on and control is back. If no handler has started by now, it may never start (a later hook
- * answered, or the rest runs asynchronously and may fail before it): the lifecycle then ends here when
- * `responseDone`, else when the response closes, as {@link handlerSettled} does. Does nothing once the handler
- * has started; the handler reports its own end.
- *
- * @example
- * done()
- * handedOn(context, reply.raw.writableEnded)
- */
-export function handedOn(context: RequestContext, responseDone: boolean): void {
-  handedOnImpl(context, responseDone)
-}
-
-/** @internal Report that the client went away (for hosts without a node:http response). */
-export function reportClientGone(context: RequestContext): void {
-  clientGoneImpl(context)
-}
-
-/** @internal Record an outcome decided outside the context (a 504 mapping); false if one was recorded already. */
-export function settleContext(context: RequestContext, outcome: TimeoutDecisionEvent['outcome']): boolean {
-  return settleImpl(context, outcome)
-}
-
-/**
- * Report, once per request, that a handler answered after its request had been answered at the deadline
- * (published on `breakwater:timeout:late-write`). For adapters whose framework swallows such writes itself, e.g.
- * a Fastify handler resolving a payload after the 503; raw response writes are reported by `guardLateWrites`.
- *
- * @example
- * if (reply.sent && context.abortReason !== undefined) reportLateWrite(context, 'send')
- */
-export function reportLateWrite(context: RequestContext, operation: string): void {
-  lateWriteImpl(context, operation)
 }

@@ -16,16 +16,13 @@ import { type Duration, duration, knownOptions, optionKeys } from '../internal/v
 import { PROBLEM_CONTENT_TYPE, type ProblemDetails, problemFor } from '../problem.js'
 import type { HeaderList, RequestView } from '../request-view.js'
 import {
-  armContext,
-  armResponseContext,
   type ContextPolicy,
   DEFAULT_DEADLINE_HEADER,
   type ExpiryHandler,
-  type handlerSettled,
   MAX_TIMEOUT_MS,
   type RequestContext,
-  settleContext,
 } from './request-context.js'
+import { armContext, armResponseContext, type handlerSettled, settleContext } from './response-lifecycle.js'
 
 /** Options of {@link createTimeout} and of every framework adapter's timeout middleware. */
 export interface TimeoutOptions {
