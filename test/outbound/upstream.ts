@@ -22,7 +22,7 @@ export interface Upstream {
   readonly idempotencyKeys: string[]
   /** Statuses `POST /orders` answers with, in turn (then 201). */
   orderStatuses: number[]
-  /** Every n-th request to `/tail` (the first included) waits `tailDelayMs` before answering; 0: none. */
+  /** `/tail?i=N&attempt=A` waits `tailDelayMs` when A is 1 and N a multiple of `tailEvery` (0: never). */
   tailEvery: number
   tailDelayMs: number
   /** Latencies (ms) of the `/tail` answers the upstream completed. */
@@ -33,8 +33,8 @@ export interface Upstream {
 /**
  * Routes: `/slow?ms=N` answers after N ms (default 2000), `/fast` at once, `/flaky` with `flakyStatus`,
  * `/inventory` and `/recommendations` with `jsonStatus` and `{ "items": [...], "query": "<search>" }`,
- * `POST /orders` with the next of `orderStatuses` (recording the Idempotency-Key), `/tail` at once except every
- * `tailEvery`-th request, which waits `tailDelayMs`.
+ * `POST /orders` with the next of `orderStatuses` (recording the Idempotency-Key), `/tail?i=N&attempt=A` at once,
+ * except a first attempt (A = 1) of every `tailEvery`-th call (N), which waits `tailDelayMs`.
  */
 export async function startUpstream(): Promise<Upstream> {
   const calls = new Map<string, number>()
@@ -78,13 +78,14 @@ export async function startUpstream(): Promise<Upstream> {
         res.end(JSON.stringify({ status, body: Buffer.concat(chunks).toString() }))
       })
     } else if (url.pathname === '/tail') {
-      const n = calls.get('/tail') ?? 1
+      const index = Number(url.searchParams.get('i') ?? 0)
+      const first = url.searchParams.get('attempt') === '1'
       const started = performance.now()
       const answer = () => {
         upstream.tailLatencies.push(performance.now() - started)
         res.end('tail')
       }
-      if (upstream.tailEvery > 0 && (n - 1) % upstream.tailEvery === 0) {
+      if (upstream.tailEvery > 0 && first && index % upstream.tailEvery === 0) {
         const timer = setTimeout(answer, upstream.tailDelayMs)
         res.on('close', () => clearTimeout(timer))
       } else answer()
