@@ -3,6 +3,7 @@
 
 import diagnostics from 'node:diagnostics_channel'
 import { ErrorCode } from './errors.js'
+import type { FallbackReason } from './fallback/reason.js'
 import type { RequestView } from './request-view.js'
 
 /** Channel names. Stable: subscribers (and `@breakwater/otel`) rely on them. */
@@ -47,6 +48,10 @@ export const channels = {
   dependencyAttempt: diagnostics.channel('breakwater:dependency:attempt'),
   /** One message per dependency call, when it settles: {@link DependencyCallEvent}. */
   dependencyCall: diagnostics.channel('breakwater:dependency:call'),
+  /** A fallback value answered a failed call: {@link FallbackServedEvent}. */
+  fallbackServed: diagnostics.channel('breakwater:fallback:served'),
+  /** A stored earlier result answered a failed call: {@link StaleServedEvent}. */
+  staleServed: diagnostics.channel('breakwater:stale:served'),
 } as const
 
 /** A circuit breaker's state. `isolated`: opened by hand with `isolate()`, until `reset()`. */
@@ -124,6 +129,24 @@ export interface DependencyCallEvent {
   /** Attempts made (0 when the call was refused before any: no budget, open circuit, full bulkhead). */
   attempts: number
   durationSeconds: number
+}
+
+/** Payload of `breakwater:fallback:served`. */
+export interface FallbackServedEvent {
+  /** The fallback's (dependency's) name. */
+  name: string
+  /** Why the call failed. */
+  reason: FallbackReason
+}
+
+/** Payload of `breakwater:stale:served`. */
+export interface StaleServedEvent {
+  /** The stale-if-error policy's (dependency's) name. */
+  name: string
+  /** Age of the served result in ms. */
+  ageMs: number
+  /** Why the call failed. */
+  reason: FallbackReason
 }
 
 /** Payload of `breakwater:rate-limit:decision`. */

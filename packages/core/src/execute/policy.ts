@@ -35,6 +35,8 @@ export interface ExecuteOptions {
   context?: CallerContext
   /** Attempt number to report (set by an enclosing retry). Default `1`. */
   attempt?: number
+  /** The key stale-if-error stores this call's result under (required when stale-if-error guards the call). */
+  cacheKey?: string
 }
 
 /** The work a policy runs. */
