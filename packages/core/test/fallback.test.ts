@@ -12,6 +12,7 @@ import {
   createBulkhead,
   createCircuitBreaker,
   createFallback,
+  createStaleIfError,
   DeadlineExceededError,
   type FallbackReason,
   type FallbackServedEvent,
@@ -134,6 +135,15 @@ describe('fallback', () => {
 
     const gone = new RequestAbortedError('client-gone', 'the client closed the connection')
     await expect(settle(fallback.execute(() => Promise.reject(gone)))).resolves.toBe(gone)
+    expect(served).toEqual([])
+  })
+
+  it('never hides a configuration error (InvalidOptionError) behind the fallback value', async () => {
+    const fallback = createFallback({ name: 'recs', value: 'spare' })
+    const stale = createStaleIfError({ name: 'recs' })
+    // No cacheKey for the stale-if-error layer inside: a bug in the call, surfaced as such.
+    const error = await settle(compose(fallback, stale).execute(() => 'x'))
+    expect(isInvalidOptionError(error) && error.option).toBe('cacheKey')
     expect(served).toEqual([])
   })
 

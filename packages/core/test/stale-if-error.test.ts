@@ -8,6 +8,7 @@ import { servedUpstream } from '../src/execute/served.js'
 import { createFallback as fallbackOf } from '../src/fallback/fallback.js'
 import {
   CircuitOpenError,
+  compose,
   createStaleIfError,
   isInvalidOptionError,
   MemoryResultStore,
@@ -254,11 +255,11 @@ describe('stale-if-error', () => {
     expect(writes).toBe(2)
   })
 
-  it('prefers a stored result over an inner fallback, and passes the fallback on when nothing is stored', async () => {
+  it('answers before a fallback layered outside it; the fallback answers when nothing is stored', async () => {
     const { clock, stale } = setup()
     const fallback = fallbackOf({ name: 'stock', value: 'canned' })
     const layered = (work: () => Promise<string>, cacheKey: string) =>
-      stale.serve(() => fallback.serve(() => work().then(servedUpstream), { cacheKey }), { cacheKey })
+      fallback.serve(() => stale.serve(() => work().then(servedUpstream), { cacheKey }), { cacheKey })
 
     await expect(layered(fail(new Error('x')), 'k')).resolves.toMatchObject({ value: 'canned', source: 'fallback' })
     await expect(layered(async () => 'real', 'k')).resolves.toMatchObject({ value: 'real', source: 'upstream' })
@@ -269,6 +270,10 @@ describe('stale-if-error', () => {
       source: 'stale',
       ageMs: 250,
     })
+    // The same order with compose(): stale-if-error inside the fallback.
+    const composed = compose(fallback, stale)
+    await expect(composed.execute(fail(new Error('x')), { cacheKey: 'k' })).resolves.toBe('real')
+    await expect(composed.execute(fail(new Error('x')), { cacheKey: 'none' })).resolves.toBe('canned')
   })
 
   it('keeps the results of two policies on one store apart', async () => {

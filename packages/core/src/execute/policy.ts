@@ -78,7 +78,13 @@ export function compose(...policies: Policy[]): Policy {
       index === last
         ? work
         : (context) =>
-            step(index + 1, work, { signal: context.signal, deadline: context.deadline, attempt: context.attempt }),
+            step(index + 1, work, {
+              signal: context.signal,
+              deadline: context.deadline,
+              attempt: context.attempt,
+              // Per call, not per layer: every layer that stores results (stale-if-error) needs it.
+              cacheKey: options?.cacheKey,
+            }),
       options,
     )
   return { execute: (work, options) => step(0, work, options) }

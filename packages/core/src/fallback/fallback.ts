@@ -5,7 +5,7 @@ import { channels, type FallbackServedEvent, publish } from '../events.js'
 import { compose, type ExecuteOptions, type Policy, type Work } from '../execute/policy.js'
 import { type Served, type ServeNext, servedUpstream, servedValue } from '../execute/served.js'
 import { knownOptions, optionKeys, policyName } from '../internal/validate.js'
-import { callerAborted, type FailureFilter, type FallbackReason, failureFilter, failureReason } from './reason.js'
+import { type FailureFilter, type FallbackReason, failureFilter, failureReason, notToSubstitute } from './reason.js'
 
 /** Options of {@link createFallback}. */
 export interface FallbackOptions<V = unknown> {
@@ -89,7 +89,7 @@ export class Fallback<V = unknown> implements Policy {
   }
 
   async #substitute(error: unknown, options: ExecuteOptions | undefined): Promise<Served<V>> {
-    if (callerAborted(error, options)) throw error
+    if (notToSubstitute(error, options)) throw error
     const reason = failureReason(error)
     if (!this.#accepts(reason, error)) throw error
     const produce = this.#value

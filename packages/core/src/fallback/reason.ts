@@ -7,6 +7,7 @@ import {
   isBulkheadFullError,
   isCircuitOpenError,
   isDeadlineExceededError,
+  isInvalidOptionError,
   isRequestAbortedError,
 } from '../errors.js'
 import type { ExecuteOptions } from '../execute/policy.js'
@@ -56,11 +57,12 @@ export function failureReason(error: unknown): FallbackReason {
 }
 
 /**
- * @internal The caller gave up: its signal aborted (client gone, its request deadline, shutdown) or the failure is
- * a request abort. Never answered with a substitute.
+ * @internal Not a failure to answer for: the caller gave up (its signal aborted — client gone, its request
+ * deadline, shutdown — or a request abort), or the call was misconfigured (`InvalidOptionError`, a bug to surface,
+ * not an outage to hide).
  */
-export function callerAborted(error: unknown, options: ExecuteOptions | undefined): boolean {
-  if (isRequestAbortedError(error)) return true
+export function notToSubstitute(error: unknown, options: ExecuteOptions | undefined): boolean {
+  if (isRequestAbortedError(error) || isInvalidOptionError(error)) return true
   const signal = options?.context?.signal ?? options?.signal
   return signal?.aborted === true
 }

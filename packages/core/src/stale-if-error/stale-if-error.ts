@@ -6,11 +6,11 @@ import { channels, publish, publishStoreError, type StaleServedEvent } from '../
 import { compose, type ExecuteOptions, type Policy, type Work } from '../execute/policy.js'
 import { type Served, type ServeNext, servedUpstream, servedValue } from '../execute/served.js'
 import {
-  callerAborted,
   type FailureFilter,
   type FallbackReason,
   failureFilter,
   failureReason,
+  notToSubstitute,
 } from '../fallback/reason.js'
 import { monotonicNow } from '../internal/clock.js'
 import { type Duration, duration, knownOptions, optionKeys, policyName, positiveInteger } from '../internal/validate.js'
@@ -131,8 +131,8 @@ export class StaleIfError implements Policy {
 
   /**
    * @internal As a layer of a stack: store what `next` (the layers below) produced, answer for it when it fails.
-   * An inner fallback's answer is replaced by a stored result when there is one: a recent real answer beats a
-   * canned one.
+   * Only `upstream` answers are stored; others pass through. Put a fallback outside this layer, not inside it:
+   * then a stored result is preferred and the fallback answers only when there is none.
    */
   serve<T>(next: ServeNext<T>, options: ExecuteOptions | undefined): Promise<Served<T>> {
     const cacheKey = options?.cacheKey
@@ -144,25 +144,16 @@ export class StaleIfError implements Policy {
     const key = boundKey(`${this.name}:${cacheKey}`)
     return next().then(
       (served) => {
-        if (served.source === 'upstream') {
-          this.#remember(key, served.value)
-          return served
-        }
-        if (served.source === 'fallback') return this.#staleOr(key, served.error, options, served)
+        if (served.source === 'upstream') this.#remember(key, served.value)
         return served
       },
-      (error: unknown) => this.#staleOr<T>(key, error, options, undefined),
+      (error: unknown) => this.#stale<T>(key, error, options),
     )
   }
 
-  /** The stored result of `key` if the failure qualifies and it is fresh enough; else `otherwise` or the error. */
-  async #staleOr<T>(
-    key: string,
-    error: unknown,
-    options: ExecuteOptions | undefined,
-    otherwise: Served<T> | undefined,
-  ): Promise<Served<T>> {
-    if (callerAborted(error, options)) throw error
+  /** The stored result of `key` if the failure qualifies and it is fresh enough; else the failure. */
+  async #stale<T>(key: string, error: unknown, options: ExecuteOptions | undefined): Promise<Served<T>> {
+    if (notToSubstitute(error, options)) throw error
     const reason = failureReason(error)
     if (this.#accepts(reason, error)) {
       const entry = await this.#read(key)
@@ -179,7 +170,6 @@ export class StaleIfError implements Policy {
         }
       }
     }
-    if (otherwise !== undefined) return otherwise
     throw error
   }
 
