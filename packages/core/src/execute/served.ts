@@ -6,7 +6,7 @@
  * fallback value, `stale` for a stored earlier result.
  *
  * @example
- * const served = await inventory.run(loadStock, { cacheKey: 'stock' })
+ * const served = await stale.run(loadStock, { signal, cacheKey: sku })
  * if (served.source === 'stale') res.setHeader('Age', Math.floor(served.ageMs / 1000))
  */
 export interface Served<T> {
