@@ -3,6 +3,7 @@
 
 import diagnostics from 'node:diagnostics_channel'
 import { ErrorCode } from './errors.js'
+import type { FallbackReason } from './fallback/reason.js'
 import type { RequestView } from './request-view.js'
 
 /** Channel names. Stable: subscribers (and `@breakwater/otel`) rely on them. */
@@ -55,6 +56,10 @@ export const channels = {
   hedgeLaunched: diagnostics.channel('breakwater:hedge:launched'),
   /** A call that launched hedges got its answer, from the first attempt or a hedge: {@link HedgeSettledEvent}. */
   hedgeSettled: diagnostics.channel('breakwater:hedge:settled'),
+  /** A fallback value answered a failed call: {@link FallbackServedEvent}. */
+  fallbackServed: diagnostics.channel('breakwater:fallback:served'),
+  /** A stored earlier result answered a failed call: {@link StaleServedEvent}. */
+  staleServed: diagnostics.channel('breakwater:stale:served'),
 } as const
 
 /** A circuit breaker's state. `isolated`: opened by hand with `isolate()`, until `reset()`. */
@@ -176,6 +181,24 @@ export interface HedgeSettledEvent {
   policy: string
   /** Which attempt's answer the caller got. */
   winner: 'primary' | 'hedge'
+}
+
+/** Payload of `breakwater:fallback:served`. */
+export interface FallbackServedEvent {
+  /** The fallback's (dependency's) name. */
+  name: string
+  /** Why the call failed. */
+  reason: FallbackReason
+}
+
+/** Payload of `breakwater:stale:served`. */
+export interface StaleServedEvent {
+  /** The stale-if-error policy's (dependency's) name. */
+  name: string
+  /** Age of the served result in ms. */
+  ageMs: number
+  /** Why the call failed. */
+  reason: FallbackReason
 }
 
 /** Payload of `breakwater:rate-limit:decision`. */

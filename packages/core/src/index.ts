@@ -53,6 +53,7 @@ export {
   channels,
   type DependencyAttemptEvent,
   type DependencyCallEvent,
+  type FallbackServedEvent,
   type HealthCheckEvent,
   type HealthProbeEvent,
   type HedgeLaunchedEvent,
@@ -62,6 +63,7 @@ export {
   type RetryBudgetExhaustedEvent,
   type RetryScheduledEvent,
   type ShutdownPhaseEvent,
+  type StaleServedEvent,
   type StoreErrorEvent,
   type TimeoutDecisionEvent,
   type TimeoutLateWriteEvent,
@@ -73,9 +75,11 @@ export {
   type ExecuteContext,
   type ExecuteOptions,
   type Policy,
-  type Served,
   type Work,
 } from './execute/policy.js'
+export type { Served } from './execute/served.js'
+export { createFallback, Fallback, type FallbackOptions } from './fallback/fallback.js'
+export type { FailureFilter, FallbackReason } from './fallback/reason.js'
 export {
   type EventLoopDelayCheckOptions,
   eventLoopDelayCheck,
@@ -178,7 +182,14 @@ export {
   type ShutdownHook,
   type ShutdownResult,
 } from './shutdown/graceful-shutdown.js'
+export { createStaleIfError, StaleIfError, type StaleIfErrorOptions } from './stale-if-error/stale-if-error.js'
 export { MemoryRateLimitStore, type MemoryRateLimitStoreOptions } from './stores/memory-rate-limit-store.js'
+export {
+  MemoryResultStore,
+  type MemoryResultStoreOptions,
+  type ResultStore,
+  type StoredResult,
+} from './stores/result-store.js'
 export { errorResponse } from './timeout/error-response.js'
 export { guardLateWrites } from './timeout/late-writes.js'
 export type { RequestLifecycle } from './timeout/lifecycle.js'

@@ -352,6 +352,33 @@ describe('retry in dependency()', () => {
     expect(attempts).toEqual([1, 2, 3])
   })
 
+  it('fallback and stale-if-error are the outermost layers: a retried failure is answered stale, else fallback', async () => {
+    const reasons: string[] = []
+    const d = dependency('d', {
+      retry: { attempts: 2, baseMs: 1, capMs: 1, budget: false },
+      staleIfError: { maxStaleMs: 60_000 },
+      fallback: {
+        value: (reason: string) => {
+          reasons.push(reason)
+          return 'fallback'
+        },
+      },
+    })
+    expect(await d.run(() => 'fresh', { cacheKey: 'a' })).toEqual({ value: 'fresh', source: 'upstream', ageMs: 0 })
+    await new Promise((r) => setTimeout(r, 10)) // the store write is not awaited by the call
+    let attempts = 0
+    const down = () => {
+      attempts++
+      return Promise.reject(reset())
+    }
+    const stale = await d.run(down, { cacheKey: 'a' })
+    expect([stale.source, stale.value, attempts]).toEqual(['stale', 'fresh', 2])
+    const none = await d.run(down, { cacheKey: 'b' })
+    expect([none.source, none.value]).toEqual(['fallback', 'fallback'])
+    expect(reasons).toEqual(['retries-exhausted'])
+    expect(await d.execute(down, { cacheKey: 'b' })).toBe('fallback')
+  })
+
   it('run() says the answer came from upstream', async () => {
     const d = dependency('d', { retry: {} })
     expect(await d.run(() => 42)).toEqual({ value: 42, source: 'upstream', ageMs: 0 })

@@ -8,6 +8,7 @@ import type {
   CircuitBreakerStateEvent,
   DependencyAttemptEvent,
   DependencyCallEvent,
+  FallbackServedEvent,
   HealthCheckEvent,
   HealthProbeEvent,
   HedgeLaunchedEvent,
@@ -23,6 +24,7 @@ import type {
   RetryBudgetExhaustedEvent,
   RetryScheduledEvent,
   ShutdownPhaseEvent,
+  StaleServedEvent,
   StoreErrorEvent,
   TimeoutDecisionEvent,
   TimeoutLateWriteEvent,
@@ -471,6 +473,26 @@ function hedgeSettled(message: unknown, ctx: HandlerContext): void {
   countOutcome(ctx.instruments.counts.hedgeSettled, event.policy, event.winner)
 }
 
+function fallbackServed(message: unknown, ctx: HandlerContext): void {
+  const event = message as FallbackServedEvent
+  countReason(ctx.instruments.counts.fallbackServed, event.name, event.reason)
+}
+
+function staleServed(message: unknown, ctx: HandlerContext): void {
+  const event = message as StaleServedEvent
+  const series = countReason(ctx.instruments.counts.staleServed, event.name, event.reason)
+  ctx.instruments.histograms.staleAge.record(event.ageMs / 1000, series.attributes)
+}
+
+/** Count one event of `policy` with `reason` (no outcome: the event is the outcome). */
+function countReason(table: SeriesTable, policy: string, reason: string): Series {
+  const series =
+    table.find(policy, reason) ??
+    table.add({ 'breakwater.policy': policy, 'breakwater.reason': reason }, policy, reason)
+  series.value++
+  return series
+}
+
 /** Count one event of `policy` with `outcome` and one boolean attribute `name`. */
 function countFlagged(table: SeriesTable, policy: string, outcome: string, name: string, value: boolean): Series {
   const flag = value ? '1' : ''
@@ -510,4 +532,6 @@ export const CHANNEL_HANDLERS: Readonly<Record<string, Handler>> = {
   'breakwater:retry:budget-exhausted': retryBudgetExhausted,
   'breakwater:hedge:launched': hedgeLaunched,
   'breakwater:hedge:settled': hedgeSettled,
+  'breakwater:fallback:served': fallbackServed,
+  'breakwater:stale:served': staleServed,
 }

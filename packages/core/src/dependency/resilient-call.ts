@@ -21,6 +21,7 @@ import {
   type RetryScheduledEvent,
 } from '../events.js'
 import type { ExecuteOptions, Work } from '../execute/policy.js'
+import { markRetriesExhausted } from '../fallback/reason.js'
 import type { LatencyQuantile } from '../hedge/latency-quantile.js'
 import type { Clock } from '../internal/clock.js'
 import { type BackoffKind, backoffDelay } from '../retry/backoff.js'
@@ -323,6 +324,8 @@ class ResilientCall<T> implements AttemptOwner {
       this.resolve(value)
       return
     }
+    // Marked so a fallback / stale-if-error above says `retries-exhausted` rather than the last error's kind.
+    if (this.#lastKind === ERROR && this.#engine.retry !== undefined) markRetriesExhausted(this.#last, this.#launched)
     this.#finishError(
       this.#lastKind === ERROR
         ? this.#last

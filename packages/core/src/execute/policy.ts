@@ -40,17 +40,8 @@ export interface ExecuteOptions {
    * Idempotency-Key). Default `true`; HTTP integrations compute it from the method and the Idempotency-Key.
    */
   idempotent?: boolean
-}
-
-/** An answer and where it came from: `dependency().run()` (and every policy that can substitute an answer). */
-export interface Served<T> {
-  value: T
-  /** `upstream`: the work's own answer; `fallback` / `stale`: a substitute, because the call failed. */
-  source: 'upstream' | 'fallback' | 'stale'
-  /** Age of the answer in ms: 0 for upstream and fallback answers, the stored answer's age for a stale one. */
-  ageMs: number
-  /** What failed, when the answer is a substitute. */
-  error?: unknown
+  /** The key stale-if-error stores this call's result under (required when stale-if-error guards the call). */
+  cacheKey?: string
 }
 
 /** The work a policy runs. */
@@ -92,7 +83,13 @@ export function compose(...policies: Policy[]): Policy {
       index === last
         ? work
         : (context) =>
-            step(index + 1, work, { signal: context.signal, deadline: context.deadline, attempt: context.attempt }),
+            step(index + 1, work, {
+              signal: context.signal,
+              deadline: context.deadline,
+              attempt: context.attempt,
+              // Per call, not per layer: every layer that stores results (stale-if-error) needs it.
+              cacheKey: options?.cacheKey,
+            }),
       options,
     )
   return { execute: (work, options) => step(0, work, options) }

@@ -29,7 +29,7 @@ const RETRYABLE_STATUS = new Set([502, 503, 504])
 /**
  * Whether trying again could help. Retryable: connection errors (reset, refused, aborted, socket and connect
  * timeouts, undici's socket errors — also when wrapped as the `cause` of fetch's `TypeError: fetch failed`), an
- * `AttemptTimeoutError`, and results (a fetch `Response`, an undici `request` answer, anything with `status` or
+ * `AttemptTimeoutError`, errors carrying a retryable `status`/`statusCode` (or a `response` with one), and results (a fetch `Response`, an undici `request` answer, anything with `status` or
  * `statusCode`) of 502, 503 or 504, or 429 carrying `Retry-After`. Never retryable: every other 4xx and 5xx, any
  * other Breakwater error (an open circuit, a full bulkhead, the caller's deadline or abort) and plain errors.
  *
@@ -57,6 +57,10 @@ export function isRetryableError(error: unknown): boolean {
   // Every other Breakwater error is a decision (open circuit, full bulkhead, the caller's deadline or abort).
   if (isBreakwaterError(error)) return false
   if (typeof error !== 'object' || error === null) return false
+  // An HTTP error the work threw for a status (got's HTTPError, a hand-made one): the status decides.
+  const response = (error as { response?: unknown }).response
+  if (statusOf(error) !== undefined) return isRetryableResult(error)
+  if (statusOf(response) !== undefined) return isRetryableResult(response)
   // fetch wraps the socket error: TypeError('fetch failed', { cause }) — and undici may nest once more.
   let current: unknown = error
   for (let depth = 0; depth < 3 && typeof current === 'object' && current !== null; depth++) {
