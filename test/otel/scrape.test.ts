@@ -199,7 +199,7 @@ async function driveTraffic(url: string, redis: Redis, upstream: Upstream): Prom
   await Promise.all(Array.from({ length: 12 }, () => fetch(`${url}/api/upstream/inventory`)))
   await Promise.all(Array.from({ length: 12 }, () => fetch(`${url}/api/upstream/recommendations`)))
   upstream.jsonDelayMs = 0
-  upstream.jsonStatus = 500
+  upstream.jsonStatus = 503 // retryable: inventory's retries produce breakwater_retry="true"
   for (let i = 0; i < 8; i++) await fetch(`${url}/api/upstream/inventory`)
   upstream.jsonStatus = 200
   for (let i = 0; i < 7; i++) await fetch(`${url}/api/limited`) // 5 allowed, then limited
