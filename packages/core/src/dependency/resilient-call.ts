@@ -23,7 +23,7 @@ import {
 import type { ExecuteOptions, Work } from '../execute/policy.js'
 import { markRetriesExhausted } from '../fallback/reason.js'
 import type { LatencyQuantile } from '../hedge/latency-quantile.js'
-import type { Clock } from '../internal/clock.js'
+import { type Clock, monotonicNow } from '../internal/clock.js'
 import { type BackoffKind, backoffDelay } from '../retry/backoff.js'
 import type { RetryBudget } from '../retry/budget.js'
 import { isRetryableError, isRetryableResult, type Outcome, retryAfterMs, statusOf } from '../retry/classify.js'
@@ -65,6 +65,38 @@ export interface Engine {
   /** Publish `breakwater:dependency:call` once per call. */
   readonly publishCalls: boolean
   readonly clock: Clock
+}
+
+/** @internal The engine of a lone retry or hedge policy: attempts run with no breaker, bulkhead or timeout. */
+export function standaloneEngine(
+  name: string,
+  retry: RetryPlan | undefined,
+  hedge: HedgePlan | undefined,
+  retryOn: ((outcome: Outcome) => boolean) | undefined,
+  discard: (result: unknown) => void,
+  budget: RetryBudget | undefined,
+): Engine {
+  const stack: Stack = {
+    name,
+    breaker: undefined,
+    bulkhead: undefined,
+    timeoutMs: Number.POSITIVE_INFINITY,
+    dependency: false,
+    calls: false,
+    discard,
+  }
+  return {
+    name,
+    attempts: stack,
+    single: stack,
+    retry,
+    hedge,
+    retryOn,
+    discard,
+    budget,
+    publishCalls: false,
+    clock: monotonicNow,
+  }
 }
 
 const NONE = 0

@@ -1,11 +1,9 @@
 // The hedge policy: when the first attempt has not answered after a delay (fixed, or a percentile of recent
 // latencies), send one more and take the first acceptable answer — the tail of a healthy dependency, cut.
 
-import type { Stack } from '../dependency/guarded-call.js'
-import { type Engine, type HedgePlan, runResilient } from '../dependency/resilient-call.js'
+import { type Engine, type HedgePlan, runResilient, standaloneEngine } from '../dependency/resilient-call.js'
 import { InvalidOptionError } from '../errors.js'
 import type { ExecuteOptions, Policy, Work } from '../execute/policy.js'
-import { monotonicNow } from '../internal/clock.js'
 import {
   type Duration,
   duration,
@@ -124,28 +122,14 @@ export class Hedge implements Policy {
     const name = policyName('name', options.name)
     const resolved = resolveHedge('', options)
     this.name = name
-    const discard = resolved.discard ?? discardResult
-    const stack: Stack = {
+    this.#engine = standaloneEngine(
       name,
-      breaker: undefined,
-      bulkhead: undefined,
-      timeoutMs: Number.POSITIVE_INFINITY,
-      dependency: false,
-      calls: false,
-      discard,
-    }
-    this.#engine = {
-      name,
-      attempts: stack,
-      single: stack,
-      retry: undefined,
-      hedge: resolved.plan,
-      retryOn: resolved.retryOn,
-      discard,
-      budget: resolveBudget('budget', resolved.budget),
-      publishCalls: false,
-      clock: monotonicNow,
-    }
+      undefined,
+      resolved.plan,
+      resolved.retryOn,
+      resolved.discard ?? discardResult,
+      resolveBudget('budget', resolved.budget),
+    )
   }
 
   execute<T>(work: Work<T>, options?: ExecuteOptions): Promise<T> {

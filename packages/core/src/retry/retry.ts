@@ -1,12 +1,10 @@
 // The retry policy: more attempts for work that failed in a way worth trying again, spaced by jittered backoff
 // or the dependency's Retry-After, within the caller's deadline and a retry budget.
 
-import type { Stack } from '../dependency/guarded-call.js'
 import type { Engine, RetryPlan } from '../dependency/resilient-call.js'
-import { runResilient } from '../dependency/resilient-call.js'
+import { runResilient, standaloneEngine } from '../dependency/resilient-call.js'
 import { InvalidOptionError } from '../errors.js'
 import type { ExecuteOptions, Policy, Work } from '../execute/policy.js'
-import { monotonicNow } from '../internal/clock.js'
 import {
   type Duration,
   duration,
@@ -142,28 +140,14 @@ export class Retry implements Policy {
     const resolved = resolveRetry('', options)
     this.name = name
     this.budget = resolved.budget
-    const discard = resolved.discard ?? discardResult
-    const stack: Stack = {
+    this.#engine = standaloneEngine(
       name,
-      breaker: undefined,
-      bulkhead: undefined,
-      timeoutMs: Number.POSITIVE_INFINITY,
-      dependency: false,
-      calls: false,
-      discard,
-    }
-    this.#engine = {
-      name,
-      attempts: stack,
-      single: stack,
-      retry: resolved.plan,
-      hedge: undefined,
-      retryOn: resolved.retryOn,
-      discard,
-      budget: resolved.budget,
-      publishCalls: false,
-      clock: monotonicNow,
-    }
+      resolved.plan,
+      undefined,
+      resolved.retryOn,
+      resolved.discard ?? discardResult,
+      resolved.budget,
+    )
   }
 
   execute<T>(work: Work<T>, options?: ExecuteOptions): Promise<T> {
