@@ -19,7 +19,15 @@ import { parseArgs } from 'node:util'
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
 const SELF = fileURLToPath(import.meta.url)
-const LIBRARIES = ['bare', 'breakwater', 'cockatiel', 'opossum']
+const LIBRARIES = [
+  'bare',
+  'breakwater',
+  'cockatiel',
+  'opossum',
+  'breakwater-retry',
+  'cockatiel-retry',
+  'p-retry-opossum',
+]
 /**
  * `resolved`: an already-resolved function that does not look at its signal; `resolved-signal`: the same, but it
  * reads its signal (as any real call passing it on does); `http`: a real loopback HTTP call given the signal.
@@ -34,25 +42,49 @@ const WARM_UP = 1000
  */
 async function guard(library, work, readsSignal) {
   if (library === 'bare') return (signal) => work(signal)
-  if (library === 'breakwater') {
+  if (library === 'breakwater' || library === 'breakwater-retry') {
     const { dependency } = await import('@breakwater/core')
+    // `-retry`: the full dependency() of issue 20 — retry (3 attempts, full jitter, budget) above the three.
     const bench = dependency('bench', {
       breaker: { consecutiveFailures: 5, openMs: 5000 },
       bulkhead: { limit: 100 },
       attemptTimeoutMs: 10_000,
+      ...(library === 'breakwater-retry' ? { retry: { attempts: 3 } } : {}),
     })
     return readsSignal ? () => bench.execute((ctx) => work(ctx.signal)) : () => bench.execute(() => work())
   }
-  if (library === 'cockatiel') {
-    const { bulkhead, circuitBreaker, ConsecutiveBreaker, handleAll, timeout, TimeoutStrategy, wrap } = await import(
-      'cockatiel'
-    )
+  if (library === 'cockatiel' || library === 'cockatiel-retry') {
+    const {
+      bulkhead,
+      circuitBreaker,
+      ConsecutiveBreaker,
+      ExponentialBackoff,
+      handleAll,
+      retry,
+      timeout,
+      TimeoutStrategy,
+      wrap,
+    } = await import('cockatiel')
+    const layers =
+      library === 'cockatiel-retry' ? [retry(handleAll, { maxAttempts: 2, backoff: new ExponentialBackoff() })] : []
     const policy = wrap(
+      ...layers,
       circuitBreaker(handleAll, { halfOpenAfter: 5000, breaker: new ConsecutiveBreaker(5) }),
       bulkhead(100),
       timeout(10_000, TimeoutStrategy.Aggressive),
     )
     return () => policy.execute(({ signal }) => work(signal))
+  }
+  if (library === 'p-retry-opossum') {
+    const { default: pRetry } = await import('p-retry')
+    const { default: CircuitBreaker } = await import('opossum')
+    const breaker = new CircuitBreaker((signal) => work(signal), {
+      timeout: 10_000,
+      capacity: 100,
+      resetTimeout: 5000,
+      volumeThreshold: 5,
+    })
+    return () => pRetry(() => breaker.fire(undefined), { retries: 2 })
   }
   const { default: CircuitBreaker } = await import('opossum')
   const breaker = new CircuitBreaker((signal) => work(signal), {

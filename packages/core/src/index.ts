@@ -54,11 +54,17 @@ export {
   channels,
   type DependencyAttemptEvent,
   type DependencyCallEvent,
+  type FallbackServedEvent,
   type HealthCheckEvent,
   type HealthProbeEvent,
+  type HedgeLaunchedEvent,
+  type HedgeSettledEvent,
   type RateLimitDecisionEvent,
   type RateLimitRefundEvent,
+  type RetryBudgetExhaustedEvent,
+  type RetryScheduledEvent,
   type ShutdownPhaseEvent,
+  type StaleServedEvent,
   type StoreErrorEvent,
   type TimeoutDecisionEvent,
   type TimeoutLateWriteEvent,
@@ -72,6 +78,9 @@ export {
   type Policy,
   type Work,
 } from './execute/policy.js'
+export type { Served } from './execute/served.js'
+export { createFallback, Fallback, type FallbackOptions } from './fallback/fallback.js'
+export type { FailureFilter, FallbackReason } from './fallback/reason.js'
 export {
   type EventLoopDelayCheckOptions,
   eventLoopDelayCheck,
@@ -92,6 +101,7 @@ export type {
   ProbeKind,
   ProbeRoute,
 } from './health/types.js'
+export { createHedge, Hedge, type HedgeOptions, type HedgePercentile } from './hedge/hedge.js'
 export type { IdempotencyDecisionEvent, IdempotencySettledEvent } from './idempotency/events.js'
 export { canonicalJson, type Fingerprinter, type FingerprintOptions } from './idempotency/fingerprint.js'
 export {
@@ -166,6 +176,10 @@ export {
 } from './rate-limit/rate-limiter.js'
 export type { Algorithm, RateLimitResult, RateLimitStore, ResolvedRule, RuleResult } from './rate-limit/types.js'
 export type { HeaderList, RequestView } from './request-view.js'
+export type { BackoffKind } from './retry/backoff.js'
+export { RetryBudget, type RetryBudgetOptions } from './retry/budget.js'
+export { discardResult, isRetryableOutcome, type Outcome, retryAfterMs } from './retry/classify.js'
+export { createRetry, Retry, type RetryOptions } from './retry/retry.js'
 export {
   createGracefulShutdown,
   type GracefulShutdown,
@@ -175,7 +189,14 @@ export {
   type ShutdownHook,
   type ShutdownResult,
 } from './shutdown/graceful-shutdown.js'
+export { createStaleIfError, StaleIfError, type StaleIfErrorOptions } from './stale-if-error/stale-if-error.js'
 export { MemoryRateLimitStore, type MemoryRateLimitStoreOptions } from './stores/memory-rate-limit-store.js'
+export {
+  MemoryResultStore,
+  type MemoryResultStoreOptions,
+  type ResultStore,
+  type StoredResult,
+} from './stores/result-store.js'
 export type { RequestLifecycle } from './timeout/lifecycle.js'
 export {
   DEFAULT_DEADLINE_HEADER,
