@@ -19,6 +19,7 @@ import {
   isInvalidOptionError,
   RequestAbortedError,
 } from '../src/index.js'
+import { thrown } from './helpers.js'
 
 const settle = (p: Promise<unknown>): Promise<unknown> =>
   p.then(
@@ -161,21 +162,13 @@ describe('fallback', () => {
   })
 
   it('rejects bad options, naming them', () => {
-    const invalid = (make: () => unknown): unknown => {
-      try {
-        make()
-      } catch (error) {
-        return error
-      }
-      return undefined
-    }
-    const unknownKey = invalid(() => createFallback({ name: 'x', value: 1, onn: ['error'] } as never))
+    const unknownKey = thrown(() => createFallback({ name: 'x', value: 1, onn: ['error'] } as never))
     expect(isInvalidOptionError(unknownKey) && unknownKey.message).toMatch(/Unknown option "onn".*did you mean "on"/)
-    const missing = invalid(() => createFallback({ name: 'x' } as never))
+    const missing = thrown(() => createFallback({ name: 'x' } as never))
     expect(isInvalidOptionError(missing) && missing.option).toBe('value')
-    const badReason = invalid(() => createFallback({ value: 1, on: ['open'] as never }))
+    const badReason = thrown(() => createFallback({ value: 1, on: ['open'] as never }))
     expect(isInvalidOptionError(badReason) && badReason.message).toMatch(/"on".*"circuit-open"/)
-    const empty = invalid(() => createFallback({ value: 1, on: [] }))
+    const empty = thrown(() => createFallback({ value: 1, on: [] }))
     expect(isInvalidOptionError(empty) && empty.option).toBe('on')
   })
 })
