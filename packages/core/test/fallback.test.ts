@@ -82,6 +82,22 @@ describe('fallback', () => {
     })
   }
 
+  it('reads a retry’s give-up mark before the error’s kind; a frozen error cannot carry it', async () => {
+    const timedOut = new AttemptTimeoutError('recs', 300)
+    markRetriesExhausted(timedOut, 3)
+    const frozen = Object.freeze(new Error('frozen'))
+    markRetriesExhausted(frozen, 3)
+    markRetriesExhausted('a string', 3) // no-op, no throw
+    const fallback = createFallback({ name: 'recs', value: 0 })
+    await fallback.execute(() => Promise.reject(timedOut))
+    await fallback.execute(() => Promise.reject(frozen))
+    await fallback.execute(() => Promise.reject('a string'))
+    expect(served.map((event) => event.reason)).toEqual(['retries-exhausted', 'error', 'error'])
+    // The mark is invisible to the caller's own inspection of the error.
+    expect(Object.keys(timedOut)).not.toContain('retriesExhausted')
+    expect(JSON.stringify(timedOut)).toBe(JSON.stringify(new AttemptTimeoutError('recs', 300)))
+  })
+
   it('answers a real open circuit and a real full bulkhead when composed outside them', async () => {
     const breaker = createCircuitBreaker({ name: 'recs' })
     const fallback = createFallback({ name: 'recs', value: 'empty' })
