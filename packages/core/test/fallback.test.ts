@@ -19,6 +19,7 @@ import {
   isInvalidOptionError,
   RequestAbortedError,
 } from '../src/index.js'
+import { thrown } from './helpers.js'
 
 const settle = (p: Promise<unknown>): Promise<unknown> =>
   p.then(
@@ -80,6 +81,22 @@ describe('fallback', () => {
       expect(served).toEqual([{ name: 'recs', reason }])
     })
   }
+
+  it('reads a retry’s give-up mark before the error’s kind; a frozen error cannot carry it', async () => {
+    const timedOut = new AttemptTimeoutError('recs', 300)
+    markRetriesExhausted(timedOut, 3)
+    const frozen = Object.freeze(new Error('frozen'))
+    markRetriesExhausted(frozen, 3)
+    markRetriesExhausted('a string', 3) // no-op, no throw
+    const fallback = createFallback({ name: 'recs', value: 0 })
+    await fallback.execute(() => Promise.reject(timedOut))
+    await fallback.execute(() => Promise.reject(frozen))
+    await fallback.execute(() => Promise.reject('a string'))
+    expect(served.map((event) => event.reason)).toEqual(['retries-exhausted', 'error', 'error'])
+    // The mark is invisible to the caller's own inspection of the error.
+    expect(Object.keys(timedOut)).not.toContain('retriesExhausted')
+    expect(JSON.stringify(timedOut)).toBe(JSON.stringify(new AttemptTimeoutError('recs', 300)))
+  })
 
   it('answers a real open circuit and a real full bulkhead when composed outside them', async () => {
     const breaker = createCircuitBreaker({ name: 'recs' })
@@ -161,21 +178,13 @@ describe('fallback', () => {
   })
 
   it('rejects bad options, naming them', () => {
-    const invalid = (make: () => unknown): unknown => {
-      try {
-        make()
-      } catch (error) {
-        return error
-      }
-      return undefined
-    }
-    const unknownKey = invalid(() => createFallback({ name: 'x', value: 1, onn: ['error'] } as never))
+    const unknownKey = thrown(() => createFallback({ name: 'x', value: 1, onn: ['error'] } as never))
     expect(isInvalidOptionError(unknownKey) && unknownKey.message).toMatch(/Unknown option "onn".*did you mean "on"/)
-    const missing = invalid(() => createFallback({ name: 'x' } as never))
+    const missing = thrown(() => createFallback({ name: 'x' } as never))
     expect(isInvalidOptionError(missing) && missing.option).toBe('value')
-    const badReason = invalid(() => createFallback({ value: 1, on: ['open'] as never }))
+    const badReason = thrown(() => createFallback({ value: 1, on: ['open'] as never }))
     expect(isInvalidOptionError(badReason) && badReason.message).toMatch(/"on".*"circuit-open"/)
-    const empty = invalid(() => createFallback({ value: 1, on: [] }))
+    const empty = thrown(() => createFallback({ value: 1, on: [] }))
     expect(isInvalidOptionError(empty) && empty.option).toBe('on')
   })
 })

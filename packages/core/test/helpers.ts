@@ -60,3 +60,13 @@ export async function breakwaterTimersDuring(run: () => Promise<unknown>): Promi
   }
   return { created, live: live.size }
 }
+
+/** What `make` throws (undefined when it does not): for asserting on option errors. */
+export function thrown(make: () => unknown): unknown {
+  try {
+    make()
+  } catch (error) {
+    return error
+  }
+  return undefined
+}

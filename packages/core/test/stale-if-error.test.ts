@@ -17,7 +17,7 @@ import {
   type StoredResult,
   type StoreErrorEvent,
 } from '../src/index.js'
-import { manualClock, until } from './helpers.js'
+import { manualClock, thrown, until } from './helpers.js'
 
 const settle = (p: Promise<unknown>): Promise<unknown> =>
   p.then(
@@ -289,21 +289,13 @@ describe('stale-if-error', () => {
   })
 
   it('rejects bad options, naming them', () => {
-    const invalid = (make: () => unknown): unknown => {
-      try {
-        make()
-      } catch (error) {
-        return error
-      }
-      return undefined
-    }
-    expect(invalid(() => createStaleIfError({ maxStale: 5 } as never))).toMatchObject({
+    expect(thrown(() => createStaleIfError({ maxStale: 5 } as never))).toMatchObject({
       message: expect.stringMatching(/Unknown option "maxStale".*did you mean "maxStaleMs"/),
     })
-    expect(invalid(() => createStaleIfError({ maxStaleMs: '10 mins' }))).toMatchObject({ option: 'maxStaleMs' })
-    expect(invalid(() => createStaleIfError({ maxStaleMs: '10m', ttlMs: '5m' }))).toMatchObject({ option: 'ttlMs' })
-    expect(invalid(() => createStaleIfError({ store: {} as never }))).toMatchObject({ option: 'store' })
-    expect(invalid(() => createStaleIfError({ on: ['stale'] as never }))).toMatchObject({ option: 'on' })
+    expect(thrown(() => createStaleIfError({ maxStaleMs: '10 mins' }))).toMatchObject({ option: 'maxStaleMs' })
+    expect(thrown(() => createStaleIfError({ maxStaleMs: '10m', ttlMs: '5m' }))).toMatchObject({ option: 'ttlMs' })
+    expect(thrown(() => createStaleIfError({ store: {} as never }))).toMatchObject({ option: 'store' })
+    expect(thrown(() => createStaleIfError({ on: ['stale'] as never }))).toMatchObject({ option: 'on' })
   })
 })
 

@@ -3,8 +3,8 @@
 
 import { createHash } from 'node:crypto'
 import type { BreakerStateStore } from '@breakwater/core'
-import type { Redis } from 'ioredis'
 import { taggedKey } from './internal/key-layout.js'
+import { scriptCommand } from './internal/script-command.js'
 import { checkClient, checkPrefix } from './internal/store-options.js'
 import type { RedisClient } from './rate-limit-store.js'
 
@@ -62,11 +62,7 @@ export class RedisBreakerStateStore implements BreakerStateStore {
   constructor(options: RedisBreakerStateStoreOptions) {
     const client = checkClient(options, 'RedisBreakerStateStore')
     this.prefix = checkPrefix(options.prefix)
-    const commands = client as unknown as Record<string, unknown>
-    if (typeof commands[COMMAND] !== 'function') {
-      ;(client as Redis).defineCommand(COMMAND, { numberOfKeys: 1, lua: BREAKER_LUA })
-    }
-    this.#command = (commands[COMMAND] as ScriptCommand).bind(client)
+    this.#command = scriptCommand<ScriptCommand>(client, COMMAND, BREAKER_LUA)
   }
 
   async open(name: string, durationMs: number): Promise<void> {

@@ -3,8 +3,8 @@
 
 import { createHash } from 'node:crypto'
 import type { ResultStore, StoredResult } from '@breakwater/core'
-import type { Redis } from 'ioredis'
 import { taggedKey } from './internal/key-layout.js'
+import { scriptCommand } from './internal/script-command.js'
 import { checkClient, checkPrefix } from './internal/store-options.js'
 import type { RedisClient } from './rate-limit-store.js'
 
@@ -68,11 +68,7 @@ export class RedisResultStore implements ResultStore {
   constructor(options: RedisResultStoreOptions) {
     const client = checkClient(options, 'RedisResultStore')
     this.prefix = checkPrefix(options.prefix)
-    const commands = client as unknown as Record<string, unknown>
-    if (typeof commands[COMMAND] !== 'function') {
-      ;(client as Redis).defineCommand(COMMAND, { numberOfKeys: 1, lua: RESULT_LUA })
-    }
-    this.#command = (commands[COMMAND] as ScriptCommand).bind(client)
+    this.#command = scriptCommand<ScriptCommand>(client, COMMAND, RESULT_LUA)
   }
 
   async get(key: string): Promise<StoredResult | undefined> {
