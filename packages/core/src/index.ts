@@ -55,8 +55,12 @@ export {
   type DependencyCallEvent,
   type HealthCheckEvent,
   type HealthProbeEvent,
+  type HedgeLaunchedEvent,
+  type HedgeSettledEvent,
   type RateLimitDecisionEvent,
   type RateLimitRefundEvent,
+  type RetryBudgetExhaustedEvent,
+  type RetryScheduledEvent,
   type ShutdownPhaseEvent,
   type StoreErrorEvent,
   type TimeoutDecisionEvent,
@@ -69,6 +73,7 @@ export {
   type ExecuteContext,
   type ExecuteOptions,
   type Policy,
+  type Served,
   type Work,
 } from './execute/policy.js'
 export {
@@ -91,6 +96,7 @@ export type {
   ProbeKind,
   ProbeRoute,
 } from './health/types.js'
+export { createHedge, Hedge, type HedgeOptions, type HedgePercentile } from './hedge/hedge.js'
 export type { IdempotencyDecisionEvent, IdempotencySettledEvent } from './idempotency/events.js'
 export { canonicalJson, type Fingerprinter, type FingerprintOptions } from './idempotency/fingerprint.js'
 export {
@@ -159,6 +165,10 @@ export {
 } from './rate-limit/rate-limiter.js'
 export type { Algorithm, RateLimitResult, RateLimitStore, ResolvedRule, RuleResult } from './rate-limit/types.js'
 export type { HeaderList, RequestView } from './request-view.js'
+export type { BackoffKind } from './retry/backoff.js'
+export { RetryBudget, type RetryBudgetOptions } from './retry/budget.js'
+export { discardResult, isRetryableOutcome, type Outcome, retryAfterMs } from './retry/classify.js'
+export { createRetry, Retry, type RetryOptions } from './retry/retry.js'
 export {
   createGracefulShutdown,
   type GracefulShutdown,

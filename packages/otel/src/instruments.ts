@@ -105,6 +105,26 @@ export const COUNTERS = {
     description:
       'Calls to a dependency, by final outcome; `breakwater.retried` is true when it took more than one attempt.',
   },
+  retryScheduled: {
+    name: 'breakwater.retry.scheduled',
+    unit: '{retry}',
+    description: 'Retries scheduled, by reason (timed_out, error, status) and whether the delay was a Retry-After.',
+  },
+  retryBudgetExhausted: {
+    name: 'breakwater.retry.budget_exhausted',
+    unit: '{attempt}',
+    description: 'Retries and hedges not sent because the retry budget was spent, by kind (retry, hedge).',
+  },
+  hedgeLaunched: {
+    name: 'breakwater.hedge.launched',
+    unit: '{attempt}',
+    description: 'Hedged attempts started, by trigger (delay, failure).',
+  },
+  hedgeSettled: {
+    name: 'breakwater.hedge.settled',
+    unit: '{call}',
+    description: 'Hedged calls answered, by the attempt that won (`breakwater.outcome`: primary, hedge).',
+  },
 } as const satisfies Record<string, CounterSpec>
 
 /** The observable gauges: last known values, reported as they stand at collection time. */

@@ -4,9 +4,15 @@ import { attemptTimeoutMs } from '../attempt-timeout/attempt-timeout.js'
 import { Bulkhead, type BulkheadOptions } from '../bulkhead/bulkhead.js'
 import { CircuitBreaker, type CircuitBreakerOptions } from '../circuit-breaker/circuit-breaker.js'
 import { InvalidOptionError } from '../errors.js'
-import type { ExecuteOptions, Policy, Work } from '../execute/policy.js'
-import { type Duration, knownOptions, policyName } from '../internal/validate.js'
+import type { ExecuteOptions, Policy, Served, Work } from '../execute/policy.js'
+import { type HedgeOptions, resolveHedge } from '../hedge/hedge.js'
+import { monotonicNow } from '../internal/clock.js'
+import { type Duration, knownOptions, optionKeys, policyName } from '../internal/validate.js'
+import type { RetryBudget } from '../retry/budget.js'
+import { discardResult } from '../retry/classify.js'
+import { type RetryOptions, resolveBudget, resolveRetry } from '../retry/retry.js'
 import { runGuarded, type Stack } from './guarded-call.js'
+import { type Engine, runResilient } from './resilient-call.js'
 
 /** Options of {@link dependency}. Each layer can be switched off with `false`. */
 export interface DependencyOptions {
@@ -16,9 +22,16 @@ export interface DependencyOptions {
   bulkhead?: Omit<BulkheadOptions, 'name'> | false
   /** Each attempt's time limit (the caller's remaining budget, if smaller, wins). Default `10_000` ms. */
   attemptTimeoutMs?: Duration | false
+  /**
+   * Retries of idempotent calls, above the breaker (each attempt is counted) and within the retry budget
+   * (`retry.budget`, also spent by hedges). Default: none (`false`); `{}` for the retry's defaults.
+   */
+  retry?: RetryOptions | false
+  /** Hedged attempts of idempotent calls. Default: none (`false`). */
+  hedge?: HedgeOptions | false
 }
 
-const KEYS = new Set(['breaker', 'bulkhead', 'attemptTimeoutMs'])
+const KEYS = optionKeys<DependencyOptions>()(['breaker', 'bulkhead', 'attemptTimeoutMs', 'retry', 'hedge'])
 
 /** One downstream service's outbound stack. Create it with {@link dependency}. */
 export interface Dependency extends Policy {
@@ -29,6 +42,10 @@ export interface Dependency extends Policy {
   readonly bulkhead: Bulkhead | undefined
   /** The attempt timeout in ms (`Infinity` when off). */
   readonly attemptTimeoutMs: number
+  /** The retry budget its retries and hedges spend, if it has one. */
+  readonly budget: RetryBudget | undefined
+  /** Like `execute`, and says where the answer came from (always `upstream` without fallback / stale-if-error). */
+  run<T>(work: Work<T>, options?: ExecuteOptions): Promise<Served<T>>
 }
 
 /**
@@ -68,16 +85,48 @@ export function dependency(name: string, options: DependencyOptions = {}): Depen
     options.attemptTimeoutMs === false
       ? Number.POSITIVE_INFINITY
       : attemptTimeoutMs('attemptTimeoutMs', options.attemptTimeoutMs ?? 10_000)
-  const stack: Stack = { name, breaker, bulkhead, timeoutMs, dependency: true }
+  const retry =
+    options.retry === undefined || options.retry === false ? undefined : resolveRetry('retry.', options.retry)
+  const hedge =
+    options.hedge === undefined || options.hedge === false ? undefined : resolveHedge('hedge.', options.hedge)
+  const discard = retry?.discard ?? hedge?.discard ?? discardResult
+  const single: Stack = { name, breaker, bulkhead, timeoutMs, dependency: true, calls: true, discard }
+  let budget: RetryBudget | undefined
+  let execute: <T>(work: Work<T>, executeOptions?: ExecuteOptions) => Promise<T>
+  if (retry === undefined && hedge === undefined) {
+    execute = (work, executeOptions) => runGuarded(single, work, executeOptions)
+  } else {
+    // One budget for retries and hedges: both are extra load on the same dependency.
+    budget = retry !== undefined ? retry.budget : resolveBudget('hedge.budget', hedge?.budget)
+    const engine: Engine = {
+      name,
+      attempts: { ...single, calls: false },
+      single,
+      retry: retry?.plan,
+      hedge: hedge?.plan,
+      retryOn: retry?.retryOn ?? hedge?.retryOn,
+      discard,
+      budget,
+      publishCalls: true,
+      clock: breaker?.clock ?? monotonicNow,
+    }
+    execute = (work, executeOptions) => runResilient(engine, work, executeOptions)
+  }
   return {
     name,
     breaker,
     bulkhead,
     attemptTimeoutMs: timeoutMs,
-    execute<T>(work: Work<T>, executeOptions?: ExecuteOptions): Promise<T> {
-      return runGuarded(stack, work, executeOptions)
+    budget,
+    execute,
+    run<T>(work: Work<T>, executeOptions?: ExecuteOptions): Promise<Served<T>> {
+      return execute(work, executeOptions).then(upstream)
     },
   }
+}
+
+function upstream<T>(value: T): Served<T> {
+  return { value, source: 'upstream', ageMs: 0 }
 }
 
 function layer<T extends object>(option: string, value: T | undefined): T {

@@ -10,7 +10,7 @@ export interface ExecuteContext {
   readonly signal: AbortSignal
   /** When the work must be done by, as a Unix epoch in ms (comparable with `Date.now()`); `Infinity` for never. */
   readonly deadline: number
-  /** 1 for the first attempt (retries of Outbound protection II count up). */
+  /** 1 for the first attempt; retries and hedges count up. */
   readonly attempt: number
 }
 
@@ -35,6 +35,22 @@ export interface ExecuteOptions {
   context?: CallerContext
   /** Attempt number to report (set by an enclosing retry). Default `1`. */
   attempt?: number
+  /**
+   * Whether the work may run more than once. `false`: never retried nor hedged (a POST without an
+   * Idempotency-Key). Default `true`; HTTP integrations compute it from the method and the Idempotency-Key.
+   */
+  idempotent?: boolean
+}
+
+/** An answer and where it came from: `dependency().run()` (and every policy that can substitute an answer). */
+export interface Served<T> {
+  value: T
+  /** `upstream`: the work's own answer; `fallback` / `stale`: a substitute, because the call failed. */
+  source: 'upstream' | 'fallback' | 'stale'
+  /** Age of the answer in ms: 0 for upstream and fallback answers, the stored answer's age for a stale one. */
+  ageMs: number
+  /** What failed, when the answer is a substitute. */
+  error?: unknown
 }
 
 /** The work a policy runs. */
