@@ -17,6 +17,8 @@ export interface Received {
   path: string
   headers: http.IncomingHttpHeaders
   body: string
+  /** `performance.now()` when the request had been read. */
+  at: number
 }
 
 export interface ScriptedUpstream {
@@ -55,6 +57,7 @@ export async function startScriptedUpstream(): Promise<ScriptedUpstream> {
         path: req.url ?? '',
         headers: req.headers,
         body: Buffer.concat(chunks).toString(),
+        at: performance.now(),
       })
       const answer = upstream.script.shift() ?? upstream.fallback
       const send = () => {

@@ -74,8 +74,9 @@ class Attempt implements Handler {
   trailers: Headers | undefined = undefined
   error: Error | undefined = undefined
   /** What the retry discards: undici's `request()` result shape, so core's `discardResult` frees it. */
-  readonly body: { dump(): void; destroy(): void }
+  readonly body: { dump(): Promise<void>; destroy(): void }
   #dumped = 0
+  #buffered = 0
   readonly #call: Call
   readonly #signal: AbortSignal
   #resolve: ((attempt: Attempt) => void) | undefined
@@ -87,8 +88,13 @@ class Attempt implements Handler {
     this.#signal = signal
     this.#resolve = resolve
     this.#reject = reject
-    const discard = (): void => this.discard()
-    this.body = { dump: discard, destroy: discard }
+    this.body = {
+      dump: () => {
+        this.discard()
+        return Promise.resolve()
+      },
+      destroy: () => this.discard(),
+    }
   }
 
   start(dispatch: Dispatch, options: DispatchOptions): void {
@@ -122,8 +128,10 @@ class Attempt implements Handler {
       this.#dump(controller)
       return
     }
-    // Nothing of this response reaches the caller until the policies accept it.
-    controller.pause()
+    // Nothing of this response reaches the caller until the policies accept it. A small body is read meanwhile
+    // (a retried 503 then frees its connection while the retry waits); a larger one waits paused.
+    const length = Number(headers['content-length'] ?? Number.NaN)
+    if (!(length <= this.#call.settings.maxDumpBytes)) controller.pause()
     const resolve = this.#resolve
     this.#resolve = undefined
     this.#reject = undefined
@@ -132,7 +140,9 @@ class Attempt implements Handler {
 
   onResponseData(controller: Controller, chunk: Buffer): void {
     if (this.state === ACCEPTED) {
-      this.#call.data(chunk)
+      // Chunks still waiting to be handed on (the caller paused mid-flush) go first.
+      if (this.chunks !== undefined && this.chunks.length > 0) this.chunks.push(chunk)
+      else this.#call.data(chunk)
       return
     }
     if (this.state === DISCARDED) {
@@ -140,20 +150,22 @@ class Attempt implements Handler {
       if (this.#dumped > this.#call.settings.maxDumpBytes) controller.abort(discardedError())
       return
     }
-    // Bounded by what undici had already read when it was paused: one socket read.
+    // Bounded by maxDumpBytes, plus what undici had already read when it was paused: one socket read.
     if (this.chunks === undefined) this.chunks = [chunk]
     else this.chunks.push(chunk)
+    this.#buffered += chunk.length
+    if (this.#buffered > this.#call.settings.maxDumpBytes && !controller.paused) controller.pause()
   }
 
   onResponseEnd(_controller: Controller, trailers: Headers): void {
     this.#unlisten()
-    if (this.state === ACCEPTED) this.#call.end(trailers)
-    else if (this.state === RUNNING) this.trailers = trailers
+    if (this.state === ACCEPTED && !(this.chunks !== undefined && this.chunks.length > 0)) this.#call.end(trailers)
+    else if (this.state !== DISCARDED) this.trailers = trailers
   }
 
   onResponseError(_controller: Controller, error: Error): void {
     this.#unlisten()
-    if (this.state === ACCEPTED) {
+    if (this.state === ACCEPTED && !(this.chunks !== undefined && this.chunks.length > 0)) {
       this.#call.error(error)
       return
     }
