@@ -1,7 +1,7 @@
 // Per-call cost of @breakwater/undici on a real loopback call: an undici Agent composed with breakwater() against
 // the bare Agent and against the Agent composed with undici's own retry interceptor, through undici's fetch and
 // through undici's request, every call succeeding (the steady state the protection must not tax).
-// Usage: node bench/undici.mjs [--calls 1000] [--only fetch:bare,request:breakwater,…] [--no-callgrind] [--no-write]
+// Usage: node bench/undici.mjs [--calls 200] [--only fetch:bare,request:breakwater,…] [--no-callgrind] [--no-write]
 // Prints a Markdown table and (unless --no-write) writes it to bench/UNDICI.md.
 //
 // Instructions are counted as in instructions.mjs and outbound.mjs: each (api, dispatcher) runs twice under
@@ -21,7 +21,7 @@ const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
 const SELF = fileURLToPath(import.meta.url)
 const APIS = ['fetch', 'request']
 const DISPATCHERS = ['bare', 'breakwater', 'undici-retry']
-const WARM_UP = 500
+const WARM_UP = 200
 
 /** The Agent each row calls through, as a user would write it. */
 async function dispatcherFor(kind, origin) {
@@ -36,6 +36,7 @@ async function dispatcherFor(kind, origin) {
     breaker: { consecutiveFailures: 5, openMs: 5000 },
     bulkhead: { limit: 100 },
     attemptTimeoutMs: 10_000,
+    retry: {},
   })
   return agent.compose(breakwater({ dependencies: { [origin]: upstream } }))
 }
@@ -96,7 +97,7 @@ function run(api, kind, count, origin, callgrind) {
 async function main() {
   const { values: flags } = parseArgs({
     options: {
-      calls: { type: 'string', default: '1000' },
+      calls: { type: 'string', default: '200' },
       only: { type: 'string' },
       'no-callgrind': { type: 'boolean', default: false },
       'no-write': { type: 'boolean', default: false },
@@ -119,7 +120,7 @@ async function main() {
           run(api, kind, calls, origin, callgrind),
           run(api, kind, 2 * calls, origin, callgrind),
         ])
-        const timed = await run(api, kind, 5_000, origin, false)
+        const timed = await run(api, kind, 1_000, origin, false)
         const perCall = (large.instructions - small.instructions) / calls
         rows.push({ api, kind, perCall, ns: timed.ns })
         process.stderr.write(`undici: ${api}:${kind} ${Math.round(perCall)} instructions, ${timed.ns.toFixed(0)} ns\n`)
@@ -152,7 +153,7 @@ async function main() {
       `- Command: \`node bench/undici.mjs ${process.argv.slice(2).join(' ')}\``.replace(' `', '`'),
       `- CPU: ${cpus()[0]?.model ?? 'unknown'} × ${cpus().length}`,
       '- Rows: `bare` = `new Agent()`; `breakwater` = `.compose(breakwater(...))` with a dependency of breaker +',
-      '  bulkhead + attempt timeout; `undici-retry` = `.compose(interceptors.retry())` (its defaults).',
+      '  bulkhead + attempt timeout + retry (defaults: 3 attempts, full jitter, budget); `undici-retry` = `.compose(interceptors.retry())` (its defaults).',
       '- The figure is instructions (deterministic); wall-clock µs on this shared 2-core machine are noise.',
       '',
     ]

@@ -126,6 +126,15 @@ describe('breakwater() on an undici Agent', () => {
     expect(() => breakwater({} as never)).toThrow(/"dependencies"/)
     expect(() => breakwater({ dependencies: {}, maxDumpBytes: -1 })).toThrow(/"maxDumpBytes"/)
   })
+
+  it('refuses, with a message saying why, a handler of the older API (undici 6’s compose) on a guarded origin', () => {
+    const intercept = breakwater({ dependencies: { 'http://127.0.0.1:1': {} } })
+    const dispatch = (intercept as unknown as (d: () => boolean) => (o: object, h: object) => boolean)(() => true)
+    const legacy = { onConnect() {}, onHeaders: () => true, onData: () => true, onComplete() {}, onError() {} }
+    expect(() => dispatch({ origin: 'http://127.0.0.1:1', path: '/', method: 'GET' }, legacy)).toThrow(/undici 7/)
+    // Unguarded origins pass through whatever the handler.
+    expect(dispatch({ origin: 'http://127.0.0.1:2', path: '/', method: 'GET' }, legacy)).toBe(true)
+  })
 })
 
 describe('cancellation', () => {

@@ -78,6 +78,12 @@ export function breakwater(options: BreakwaterOptions): BreakwaterInterceptor {
       const guard =
         origin === undefined ? undefined : lookup(typeof origin === 'string' ? origin : (origin as URL).origin)
       if (guard === undefined || opts.upgrade != null || opts.method === 'CONNECT') return dispatch(opts, handler)
+      if (typeof handler.onResponseStart !== 'function') {
+        // undici 6's compose hands interceptors the older handler API, which this interceptor does not speak.
+        throw new TypeError(
+          '@breakwater/undici needs undici 7’s handler API: compose it on an Agent from undici 7 (npm i undici@7)',
+        )
+      }
       const kind = bodyKind(opts.body, opts.headers, settings.maxReplayBodyBytes)
       const call = new Call(dispatch, opts, handler, context?.(), kind, settings)
       call.start(guard, idempotentRequest(opts.method, opts.headers))
