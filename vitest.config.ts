@@ -16,6 +16,7 @@ export default defineConfig({
       '@breakwater/fastify': src('fastify'),
       '@breakwater/koa': src('koa'),
       '@breakwater/otel': src('otel'),
+      '@breakwater/undici': src('undici'),
     },
   },
   test: {

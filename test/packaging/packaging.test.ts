@@ -20,6 +20,7 @@ const packages = {
   fastify: 'rateLimit',
   koa: 'rateLimit',
   otel: 'instrument',
+  undici: 'breakwater',
 } as const
 
 describe.each(Object.entries(packages))('@breakwater/%s', (name, exported) => {

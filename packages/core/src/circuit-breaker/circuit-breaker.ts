@@ -120,10 +120,14 @@ const KEYS = new Set([
   'clock',
 ])
 
-/** A fetch `Response` (or anything shaped like one) answered 5xx or 429. */
+/** A fetch `Response`, or an undici-style result (`{ statusCode }`: `request()`, `@breakwater/undici`), answered 5xx or 429. */
 export function isFailedResponse(result: unknown): boolean {
-  if (typeof Response === 'undefined' || !(result instanceof Response)) return false
-  return result.status >= 500 || result.status === 429
+  if (typeof result !== 'object' || result === null) return false
+  const status =
+    typeof Response !== 'undefined' && result instanceof Response
+      ? result.status
+      : (result as { statusCode?: unknown }).statusCode
+  return typeof status === 'number' && (status >= 500 || status === 429)
 }
 
 const everyError = (): boolean => true
