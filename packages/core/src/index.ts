@@ -146,6 +146,10 @@ export {
 export type { PressureOptions, PressureReadings, PressureSignal } from './load-shedding/pressure.js'
 export { PROBLEM_CONTENT_TYPE, type ProblemDetails, ProblemType, problemFor } from './problem.js'
 export { type Evaluation, evaluate } from './rate-limit/algorithms.js'
+export {
+  ApproximateRateLimitStore,
+  type ApproximateRateLimitStoreOptions,
+} from './rate-limit/approximate-rate-limit-store.js'
 export { boundKey, hashKey, ipKey, MAX_KEY_LENGTH } from './rate-limit/client-key.js'
 export { HEADER_FORMATS, type HeaderFormat } from './rate-limit/headers.js'
 export { LeasingRateLimitStore, type LeasingRateLimitStoreOptions } from './rate-limit/leasing-rate-limit-store.js'
