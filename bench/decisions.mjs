@@ -59,7 +59,10 @@ for (let round = 1; round <= ROUNDS; round++) {
   for (const [keys, keyOf] of Object.entries(keyShapes)) {
     for (const [name, limiter] of Object.entries(shapes)) {
       const us = await measure(limiter, keyOf, DECISIONS)
-      if (round === ROUNDS) (table[keys] ??= {})[name] = us
+      if (round === ROUNDS) {
+        table[keys] ??= {}
+        table[keys][name] = us
+      }
       process.stderr.write(`round ${round}: ${keys}, ${name}: ${us.toFixed(1)} µs/decision\n`)
     }
   }
