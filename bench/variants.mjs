@@ -175,6 +175,20 @@ export const VARIANTS = {
       kind: 'breakwater',
       label: '@breakwater/fastify + LeasingRateLimitStore(RedisRateLimitStore)',
     },
+    // Issue 21: decided in-process between syncs with Redis (every 100 ms), a bounded over-admission (opt-in).
+    {
+      name: 'breakwater-redis-approx',
+      store: 'redis',
+      kind: 'breakwater',
+      label: '@breakwater/fastify + ApproximateRateLimitStore(RedisRateLimitStore)',
+    },
+    {
+      name: 'rate-limiter-flexible-redis',
+      store: 'redis',
+      kind: 'peer',
+      label: 'rate-limiter-flexible (Redis) in an onRequest hook',
+      optional: true,
+    },
     // The many-keys rows: 10,000 client keys (an `x-client` header every limiter keys by) with Zipf-like skew,
     // so a design that only helps one hot key shows it. Divided by `bare-many`: bare under the same load.
     {
@@ -205,6 +219,21 @@ export const VARIANTS = {
       store: 'redis',
       kind: 'breakwater',
       label: '@breakwater/fastify + LeasingRateLimitStore(RedisRateLimitStore), 10,000 Zipf keys',
+      ...MANY,
+    },
+    {
+      name: 'breakwater-redis-approx-many',
+      store: 'redis',
+      kind: 'breakwater',
+      label: '@breakwater/fastify + ApproximateRateLimitStore(RedisRateLimitStore), 10,000 Zipf keys',
+      ...MANY,
+    },
+    {
+      name: 'rate-limiter-flexible-redis-many',
+      store: 'redis',
+      kind: 'peer',
+      label: 'rate-limiter-flexible (Redis), 10,000 Zipf keys',
+      optional: true,
       ...MANY,
     },
     {

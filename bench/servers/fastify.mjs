@@ -86,9 +86,15 @@ const VARIANTS = {
     }
   },
 
-  'breakwater-redis-lease': async () => redisLimiter(false, true),
-  'breakwater-redis-many': async () => redisLimiter(true, false),
-  'breakwater-redis-lease-many': async () => redisLimiter(true, true),
+  'breakwater-redis-lease': async () => redisLimiter(false, 'lease'),
+  'breakwater-redis-approx': async () => redisLimiter(false, 'approximate'),
+  'breakwater-redis-many': async () => redisLimiter(true, 'exact'),
+  'breakwater-redis-lease-many': async () => redisLimiter(true, 'lease'),
+  'breakwater-redis-approx-many': async () => redisLimiter(true, 'approximate'),
+
+  // rate-limiter-flexible ships no Fastify plugin: an onRequest hook around RateLimiterRedis, keyed as the rows are.
+  'rate-limiter-flexible-redis': async () => flexibleHook(() => '127.0.0.1'),
+  'rate-limiter-flexible-redis-many': async () => flexibleHook(clientHeader),
 
   'fastify-rate-limit-redis-many': async () => {
     const { default: rateLimit } = await import('@fastify/rate-limit')
@@ -171,14 +177,45 @@ function clientHeader(request) {
   return request.headers['x-client'] ?? 'none'
 }
 
-/** Breakwater on Redis, keyed by `x-client` (`many`), through a LeasingRateLimitStore (`lease`). */
-async function redisLimiter(many, lease) {
+/** rate-limiter-flexible's RateLimiterRedis in an onRequest hook (its README's middleware shape). */
+async function flexibleHook(clientOf) {
+  const { RateLimiterRedis } = await import('rate-limiter-flexible')
+  const client = await connectRedis()
+  const limiter = new RateLimiterRedis({ storeClient: client, points: LIMIT, duration: WINDOW_MS / 1000 })
+  return {
+    client,
+    plugin: Object.assign(
+      async (app) => {
+        app.addHook('onRequest', (request, reply, done) => {
+          limiter.consume(clientOf(request)).then(
+            () => done(),
+            () => reply.code(429).send('Too Many Requests'),
+          )
+        })
+      },
+      { [Symbol.for('skip-override')]: true },
+    ),
+    options: {},
+  }
+}
+
+/**
+ * Breakwater on Redis, keyed by `x-client` (`many`): `exact` (RedisRateLimitStore, coalescing a turn's decisions
+ * into one script call), `lease` (LeasingRateLimitStore over it) or `approximate` (ApproximateRateLimitStore).
+ */
+async function redisLimiter(many, mode) {
   const rateLimit = await breakwater('@breakwater/fastify', 'rateLimit')
   const RedisRateLimitStore = await breakwater('@breakwater/redis', 'RedisRateLimitStore')
-  const LeasingRateLimitStore = await breakwater('@breakwater/core', 'LeasingRateLimitStore')
   const client = await connectRedis()
   const redisStore = new RedisRateLimitStore({ client })
-  const store = lease ? new LeasingRateLimitStore({ store: redisStore }) : redisStore
+  let store = redisStore
+  if (mode === 'lease') {
+    const LeasingRateLimitStore = await breakwater('@breakwater/core', 'LeasingRateLimitStore')
+    store = new LeasingRateLimitStore({ store: redisStore })
+  } else if (mode === 'approximate') {
+    const ApproximateRateLimitStore = await breakwater('@breakwater/core', 'ApproximateRateLimitStore')
+    store = new ApproximateRateLimitStore({ store: redisStore })
+  }
   const key = many ? (request) => request.header('x-client') ?? 'none' : undefined
   return { client, plugin: rateLimit, options: { limit: LIMIT, windowMs: WINDOW_MS, store, ...(key && { key }) } }
 }

@@ -43,7 +43,10 @@ function rule(algorithm: Algorithm, limit: number, name: string): ResolvedRule {
 async function race(
   key: string,
   rules: readonly ResolvedRule[],
-  mode: { mode: 'exact' } | { mode: 'lease'; lease: typeof LEASE; attempts: number } = { mode: 'exact' },
+  mode:
+    | { mode: 'exact'; attempts?: number }
+    | { mode: 'lease'; lease: typeof LEASE; attempts: number }
+    | { mode: 'approximate'; approximate: typeof APPROXIMATE; attempts: number } = { mode: 'exact' },
 ): Promise<WorkerReport[]> {
   const job = JSON.stringify({
     url: testRedisUrl(),
@@ -79,6 +82,8 @@ async function race(
 const LEASE = { maxSlice: 16, maxShare: 0.05, leaseMs: 1000 }
 const LEASE_LIMIT = 1_000
 const LEASE_ATTEMPTS = 390
+/** Approximate: up to 16 units of a key admitted ahead of Redis per process (5 % of 1,000 would allow 50). */
+const APPROXIMATE = { maxLocal: 16, maxShare: 0.05, syncMs: 50 }
 
 describe(`leases: ${PROCESSES} processes × ${LEASE_ATTEMPTS} requests against one ${LEASE_LIMIT}-per-hour quota`, () => {
   it.each<Algorithm>(['gcra', 'fixed-window', 'sliding-window'])(
@@ -119,4 +124,47 @@ describe(`${PROCESSES} processes × ${ATTEMPTS_PER_PROCESS} requests against one
     const state = await new RedisRateLimitStore({ client: admin, prefix }).consume(key, rules, 0)
     expect(state.rules.map((r) => r.remaining)).toEqual([1_000 - LIMIT, 0])
   })
+})
+
+describe(`admitted vs limit per mode: ${PROCESSES} processes × ${LEASE_ATTEMPTS} requests, one ${LEASE_LIMIT}-per-hour quota`, () => {
+  // The README's bounds: exact admits the limit; leases never more (early denial ≤ P × slice); approximate at
+  // most P × L more, L = min(maxLocal, maxShare × limit).
+  const allowance = Math.min(APPROXIMATE.maxLocal, Math.floor(APPROXIMATE.maxShare * LEASE_LIMIT))
+  const modes = {
+    exact: { mode: 'exact' as const, attempts: LEASE_ATTEMPTS },
+    lease: { mode: 'lease' as const, lease: LEASE, attempts: LEASE_ATTEMPTS },
+    approximate: { mode: 'approximate' as const, approximate: APPROXIMATE, attempts: LEASE_ATTEMPTS },
+  }
+  const bounds = {
+    exact: [LEASE_LIMIT, LEASE_LIMIT],
+    lease: [LEASE_LIMIT - PROCESSES * LEASE.maxSlice, LEASE_LIMIT],
+    approximate: [LEASE_LIMIT, LEASE_LIMIT + PROCESSES * allowance],
+  } as const
+
+  it.each<Algorithm>(['gcra', 'fixed-window', 'sliding-window'])(
+    '%s: each mode admits within its stated bound, and Redis ends up counting the quota as used',
+    async (algorithm) => {
+      const measured: Record<string, number> = {}
+      for (const [name, mode] of Object.entries(modes)) {
+        const key = `modes-${algorithm}-${name}`
+        const rules = [rule(algorithm, LEASE_LIMIT, 'default')]
+        const reports = await race(key, rules, mode)
+        expect(reports.flatMap((r) => r.errors)).toEqual([])
+        const admitted = reports.reduce((sum, r) => sum + r.admitted, 0)
+        measured[name] = admitted
+        const [low, high] = bounds[name as keyof typeof bounds]
+        expect({ mode: name, admitted, withinBound: admitted >= low && admitted <= high }).toEqual({
+          mode: name,
+          admitted,
+          withinBound: true,
+        })
+        // Every admitted unit reached Redis (an over-admission fills the quota, never past it).
+        const state = await new RedisRateLimitStore({ client: admin, prefix }).consume(key, rules, 0)
+        expect(state.rules[0]!.remaining).toBe(Math.max(0, LEASE_LIMIT - admitted))
+      }
+      process.stdout.write(
+        `admitted of ${LEASE_LIMIT} (${algorithm}, ${PROCESSES} × ${LEASE_ATTEMPTS} attempts): ${JSON.stringify(measured)}\n`,
+      )
+    },
+  )
 })

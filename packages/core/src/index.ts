@@ -163,6 +163,10 @@ export {
   problemFor,
 } from './problem.js'
 export { type Evaluation, evaluate } from './rate-limit/algorithms.js'
+export {
+  ApproximateRateLimitStore,
+  type ApproximateRateLimitStoreOptions,
+} from './rate-limit/approximate-rate-limit-store.js'
 export { boundKey, hashKey, ipKey, MAX_KEY_LENGTH } from './rate-limit/client-key.js'
 export { HEADER_FORMATS, type HeaderFormat } from './rate-limit/headers.js'
 export { LeasingRateLimitStore, type LeasingRateLimitStoreOptions } from './rate-limit/leasing-rate-limit-store.js'

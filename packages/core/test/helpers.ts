@@ -1,8 +1,15 @@
-// Test helpers: a plain RequestView, a hand-driven clock, and a count of the request lifecycle's timers.
+// Test helpers: a plain RequestView, a hand-driven clock, a count of the request lifecycle's timers, and a
+// remote-like shared rate-limit store for the store wrappers.
 
 import { createHook } from 'node:async_hooks'
 
-import type { RequestView } from '../src/index.js'
+import {
+  MemoryRateLimitStore,
+  type RateLimitResult,
+  type RateLimitStore,
+  type RequestView,
+  type ResolvedRule,
+} from '../src/index.js'
 
 export function view(ip: string | undefined = '192.0.2.1', headers: Record<string, string> = {}): RequestView {
   return {
@@ -69,4 +76,26 @@ export function thrown(make: () => unknown): unknown {
     return error
   }
   return undefined
+}
+
+/** A remote-like shared store (answers with promises) that counts its calls. */
+export class SharedStore implements RateLimitStore {
+  readonly inner = new MemoryRateLimitStore()
+  consumes = 0
+  refunds = 0
+  consume(key: string, rules: readonly ResolvedRule[], cost: number): Promise<RateLimitResult> {
+    this.consumes++
+    return Promise.resolve(this.inner.consume(key, rules, cost))
+  }
+  peek(key: string, rules: readonly ResolvedRule[], cost: number): Promise<RateLimitResult> {
+    return Promise.resolve(this.inner.peek(key, rules, cost))
+  }
+  refund(key: string, rules: readonly ResolvedRule[], cost: number, ago: number): Promise<void> {
+    this.refunds++
+    this.inner.refund(key, rules, cost, ago)
+    return Promise.resolve()
+  }
+  reset(key: string): void {
+    this.inner.reset(key)
+  }
 }

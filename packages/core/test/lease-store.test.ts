@@ -7,33 +7,10 @@ import {
   type Algorithm,
   isPromiseLike,
   LeasingRateLimitStore,
-  MemoryRateLimitStore,
-  type RateLimitResult,
   type RateLimitStore,
   type ResolvedRule,
 } from '../src/index.js'
-
-/** A remote-like shared store (answers with promises) that counts its calls. */
-class SharedStore implements RateLimitStore {
-  readonly inner = new MemoryRateLimitStore()
-  consumes = 0
-  refunds = 0
-  consume(key: string, rules: readonly ResolvedRule[], cost: number): Promise<RateLimitResult> {
-    this.consumes++
-    return Promise.resolve(this.inner.consume(key, rules, cost))
-  }
-  peek(key: string, rules: readonly ResolvedRule[], cost: number): Promise<RateLimitResult> {
-    return Promise.resolve(this.inner.peek(key, rules, cost))
-  }
-  refund(key: string, rules: readonly ResolvedRule[], cost: number, ago: number): Promise<void> {
-    this.refunds++
-    this.inner.refund(key, rules, cost, ago)
-    return Promise.resolve()
-  }
-  reset(key: string): void {
-    this.inner.reset(key)
-  }
-}
+import { SharedStore } from './helpers.js'
 
 const rule = (algorithm: Algorithm, limit: number, windowMs: number): ResolvedRule =>
   Object.freeze({ name: 'default', algorithm, limit, windowMs, burst: limit })

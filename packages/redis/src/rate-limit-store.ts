@@ -1,8 +1,10 @@
 // RedisRateLimitStore: rate-limit state shared by every process that talks to one Redis (or Redis Cluster).
-// One EVALSHA per key per event-loop turn, timed by Redis's clock, on the user's own ioredis client.
+// One EVALSHA per event-loop turn for every key it decided (per hash slot on a Cluster), timed by Redis's clock,
+// on the user's own ioredis client.
 
 import { createHash } from 'node:crypto'
 import type { Algorithm, RateLimitResult, RateLimitStore, ResolvedRule, RuleResult } from '@breakwater/core'
+import calculateSlot from 'cluster-key-slot'
 import type { Cluster, Redis } from 'ioredis'
 import { ruleSuffix, taggedKey } from './internal/key-layout.js'
 import { RATE_LIMIT_LUA } from './internal/rate-limit-script.js'
@@ -19,33 +21,35 @@ export interface RedisRateLimitStoreOptions {
   prefix?: string
 }
 
-/** A script command as ioredis `defineCommand` creates it. */
+/** A script command as ioredis `defineCommand` creates it (no fixed key count: the first argument is it). */
 type ScriptCommand = (...args: unknown[]) => Promise<unknown>
 
 /** What a rules array turns into, computed once per array (core reuses the array of static limits). */
 interface Plan {
   /** `}:<rule>` per rule. */
   readonly suffixes: readonly string[]
-  /** Four script arguments per rule: algorithm letter, limit, window ms, burst. */
+  /** The rule count, then four script arguments per rule: algorithm letter, limit, window ms, burst. */
   readonly ruleArgs: readonly string[]
 }
 
 const ALGORITHM_CODES: Record<Algorithm, string> = { gcra: 'g', 'fixed-window': 'f', 'sliding-window': 's' }
 /** Per script version: two package copies on one client never run each other's script under one name. */
-const COMMAND_PREFIX = `breakwaterRateLimit_${createHash('sha1').update(RATE_LIMIT_LUA).digest('hex').slice(0, 10)}_`
+const COMMAND = `breakwaterRateLimit_${createHash('sha1').update(RATE_LIMIT_LUA).digest('hex').slice(0, 10)}`
 const CHARGE = '1'
 const REPORT = '0'
 const REFUND = '2'
 /**
- * Most consumes coalesced into one script call. Bounds the script's run time (Redis is single-threaded) and
- * the reply size; a full batch is sent at once and the next one starts.
+ * Most decisions (consumes and refunds) in one script call. Bounds the script's run time (Redis is
+ * single-threaded) and the reply size; a full call is sent at once and the next one starts.
  */
-const MAX_BATCH = 64
+const MAX_BATCH = 128
 
-/** Concurrent consumes of one key with one rules array, waiting to be sent as one script call. */
+/** Decisions of one key with one rules array (concurrent consumes, or one peek), sent as one group of a call. */
 interface Batch {
   readonly key: string
   readonly rules: readonly ResolvedRule[]
+  /** {@link CHARGE} or {@link REPORT}. */
+  readonly op: string
   /** The costs in call order, run-length encoded: cost, count, cost, count… (usually one pair). */
   readonly costs: number[]
   readonly resolves: Array<(result: RateLimitResult) => void>
@@ -62,13 +66,30 @@ interface Refund {
   readonly reject: (error: unknown) => void
 }
 
+/** One script call being assembled: groups of keys of one hash slot (of any keys, on a single node). */
+interface Call {
+  /** The hash slot of every key in it (0 on a single node). */
+  readonly slot: number
+  readonly keys: string[]
+  readonly args: Array<string | number>
+  readonly batches: Batch[]
+  readonly refunds: Refund[]
+  /** Decisions in it: requests of every batch, plus the refunds. */
+  decisions: number
+  /** Reply values expected: three per rule per request of every batch. */
+  replyLength: number
+}
+
 const plans = new WeakMap<readonly ResolvedRule[], Plan>()
 const NO_RULES: RateLimitResult = Object.freeze({ allowed: true, retryAfterMs: 0, rules: Object.freeze([]) })
 
 /**
- * Rate-limit store on Redis, for limits shared by several processes or hosts. Each decision — every rule of a
- * key at once — is one Lua script call (EVALSHA) that reads the time from Redis, so application clocks cannot
- * skew limits. All keys of one client key share a `{hash tag}`, so it works on Redis Cluster.
+ * Rate-limit store on Redis, for limits shared by several processes or hosts: exact, every decision made in
+ * Redis. Each decision — every rule of a key at once — is atomic, in a Lua script that reads the time from Redis,
+ * so application clocks cannot skew limits. The decisions of one event-loop turn are coalesced into one script
+ * call (EVALSHA) for all their keys, at most 128 per call — one call per hash slot on a Redis Cluster, where all
+ * keys of one client key share a `{hash tag}`. A failed call fails each decision in it, and each then gets the
+ * limiter's `onStoreError` policy.
  *
  * It uses your ioredis client and never opens or closes connections; `shutdown()` leaves the client alone.
  * Recommended client settings: `enableOfflineQueue: false`, `maxRetriesPerRequest: 1`,
@@ -88,16 +109,13 @@ export class RedisRateLimitStore implements RateLimitStore {
   /** The key prefix in use. */
   readonly prefix: string
   readonly #client: RedisClient
-  /** Script command per number of rules (index), bound to the client. */
-  readonly #commands: Array<ScriptCommand | undefined> = []
+  /** The script command, bound to the client, once defined. */
+  #command: ScriptCommand | undefined
   /** Consumes waiting for the end of this event-loop turn, by key. */
   readonly #batches = new Map<string, Batch>()
-  /**
-   * A single-node client: the store does its own pipelining (see {@link RedisRateLimitStore.#define}). A Cluster keeps
-   * ioredis's auto-pipelining, which groups commands by node.
-   */
-  readonly #ownPipelining: boolean
-  /** Refunds waiting for the end of this event-loop turn: sent after the turn's consumes, in the same pipeline. */
+  /** A Cluster client: a call holds the keys of one hash slot only, so a turn's decisions go out per slot. */
+  readonly #cluster: boolean
+  /** Refunds waiting for the end of this event-loop turn: sent after the turn's consumes, in the same calls. */
   #refunds: Refund[] = []
   #flushScheduled = false
   readonly #flush = (): void => {
@@ -105,12 +123,33 @@ export class RedisRateLimitStore implements RateLimitStore {
     const batches = this.#batches
     const refunds = this.#refunds
     if (refunds.length > 0) this.#refunds = []
-    if (batches.size + refunds.length > 1 && this.#ownPipelining) this.#sendPipelined(batches, refunds)
-    else {
-      for (const batch of batches.values()) this.#send(batch)
-      for (const refund of refunds) this.#sendRefund(refund)
+    // The call being filled, per hash slot (one, slot 0, on a single node), and the calls filled.
+    const open = new Map<number, Call>()
+    const full: Call[] = []
+    const add = (slot: number, decisions: number): Call => {
+      let call = open.get(slot)
+      if (call !== undefined && call.decisions + decisions > MAX_BATCH) {
+        full.push(call)
+        call = undefined
+      }
+      if (call === undefined) {
+        call = newCall(slot)
+        open.set(slot, call)
+      }
+      return call
+    }
+    for (const batch of batches.values()) {
+      const tagged = taggedKey(this.prefix, batch.key)
+      this.#addBatch(add(this.#slotOf(tagged), batch.resolves.length), batch, tagged)
     }
     batches.clear()
+    for (const refund of refunds) {
+      const tagged = taggedKey(this.prefix, refund.key)
+      addRefund(add(this.#slotOf(tagged), 1), refund, tagged)
+    }
+    for (const call of open.values()) full.push(call)
+    if (this.#cluster && full.length > 1) this.#sendByNode(full)
+    else for (const call of full) this.#send(call)
   }
 
   constructor(options: RedisRateLimitStoreOptions) {
@@ -118,13 +157,14 @@ export class RedisRateLimitStore implements RateLimitStore {
     const prefix = checkPrefix(options.prefix)
     this.#client = client as RedisClient
     this.prefix = prefix
-    this.#ownPipelining = (client as { isCluster?: unknown }).isCluster !== true
+    this.#cluster = (client as { isCluster?: unknown }).isCluster === true
   }
 
   /**
    * Charge `cost` units against every rule of `key` if all of them allow it; otherwise charge nothing.
-   * Consumes of one key (with the same rules array) made in one event-loop turn travel as one script call (at
-   * most {@link MAX_BATCH}), decided in call order exactly as if they had been sent one by one.
+   * Consumes made in one event-loop turn travel together: those of one key (with the same rules array) as one
+   * group, decided in call order exactly as if they had been sent one by one, and the groups of every key as
+   * one script call (per hash slot on a Cluster), at most {@link MAX_BATCH} decisions per call.
    */
   consume(key: string, rules: readonly ResolvedRule[], cost: number): Promise<RateLimitResult> {
     if (rules.length === 0) return Promise.resolve(NO_RULES)
@@ -133,11 +173,11 @@ export class RedisRateLimitStore implements RateLimitStore {
     if (batch !== undefined && (batch.rules !== rules || batch.resolves.length >= MAX_BATCH)) {
       // Sent now, so it still reaches Redis before anything this call starts: call order is kept.
       batches.delete(key)
-      this.#send(batch)
+      this.#sendAlone(batch)
       batch = undefined
     }
     if (batch === undefined) {
-      batch = { key, rules, costs: [], resolves: [], rejects: [] }
+      batch = { key, rules, op: CHARGE, costs: [], resolves: [], rejects: [] }
       batches.set(key, batch)
       this.#scheduleFlush()
     }
@@ -154,18 +194,18 @@ export class RedisRateLimitStore implements RateLimitStore {
 
   /** What `consume` would answer, without writing anything. Sent at once, not batched. */
   peek(key: string, rules: readonly ResolvedRule[], cost: number): Promise<RateLimitResult> {
-    const n = rules.length
-    if (n === 0) return Promise.resolve(NO_RULES)
-    const plan = planOf(rules)
+    if (rules.length === 0) return Promise.resolve(NO_RULES)
     this.#sendWaiting(key)
-    return this.#command(n)(this.#keys(key, plan), REPORT, plan.ruleArgs, cost, 1).then(toResult)
+    return new Promise<RateLimitResult>((resolve, reject) => {
+      this.#sendAlone({ key, rules, op: REPORT, costs: [cost, 1], resolves: [resolve], rejects: [reject] })
+    })
   }
 
   /**
-   * Give back `cost` units charged `chargedMsAgo` ms ago to every rule of `key`, in one script call on Redis's
-   * clock (the same script as consume, so the same hash tag and TIME rules). Sent at the end of this event-loop
-   * turn, after the turn's consumes and in the same pipeline as them (one write for all), so a refund never
-   * overtakes the charge it gives back.
+   * Give back `cost` units charged `chargedMsAgo` ms ago to every rule of `key`, atomically on Redis's clock
+   * (the same script as consume, so the same hash tag and TIME rules). Sent at the end of this event-loop turn,
+   * after the turn's consumes and in the same script calls as them, so a refund never overtakes the charge it
+   * gives back.
    */
   refund(key: string, rules: readonly ResolvedRule[], cost: number, chargedMsAgo: number): Promise<void> {
     if (rules.length === 0 || cost <= 0) return Promise.resolve()
@@ -175,6 +215,17 @@ export class RedisRateLimitStore implements RateLimitStore {
     })
   }
 
+  /** Delete the state of every rule of `key` (one DEL: the keys share a slot). */
+  reset(key: string, rules: readonly ResolvedRule[]): Promise<void> {
+    if (rules.length === 0) return Promise.resolve()
+    this.#sendWaiting(key)
+    const tagged = taggedKey(this.prefix, key)
+    return this.#client.del(planOf(rules).suffixes.map((suffix) => tagged + suffix)).then(noop)
+  }
+
+  /** Nothing to release: the client is yours, and stays open. */
+  shutdown(): void {}
+
   #scheduleFlush(): void {
     if (this.#flushScheduled) return
     this.#flushScheduled = true
@@ -183,157 +234,159 @@ export class RedisRateLimitStore implements RateLimitStore {
     setImmediate(this.#flush)
   }
 
-  #refundArgs(refund: Refund): unknown[] {
-    const plan = planOf(refund.rules)
-    return [this.#keys(refund.key, plan), REFUND, plan.ruleArgs, refund.cost, refund.chargedMsAgo]
+  /** The hash slot of a key's group: what a Cluster call must share (a single node has one call: slot 0). */
+  #slotOf(tagged: string): number {
+    // `<prefix>{<key>}` hashes as every rule key of it does: the hash tag decides.
+    return this.#cluster ? calculateSlot(`${tagged}}`) : 0
   }
-
-  #sendRefund(refund: Refund): void {
-    let sent: Promise<unknown>
-    try {
-      sent = this.#command(refund.rules.length)(...this.#refundArgs(refund))
-    } catch (error) {
-      refund.reject(error)
-      return
-    }
-    sent.then(() => refund.resolve(), refund.reject)
-  }
-
-  /** Delete the state of every rule of `key` (one DEL: the keys share a slot). */
-  reset(key: string, rules: readonly ResolvedRule[]): Promise<void> {
-    if (rules.length === 0) return Promise.resolve()
-    this.#sendWaiting(key)
-    return this.#client.del(this.#keys(key, planOf(rules))).then(noop)
-  }
-
-  /** Nothing to release: the client is yours, and stays open. */
-  shutdown(): void {}
 
   /** Send the consumes of `key` still waiting, so a later peek or reset does not overtake them. */
   #sendWaiting(key: string): void {
     const batch = this.#batches.get(key)
     if (batch === undefined) return
     this.#batches.delete(key)
-    this.#send(batch)
+    this.#sendAlone(batch)
   }
 
-  #send(batch: Batch): void {
+  /** One batch as a call of its own, now. */
+  #sendAlone(batch: Batch): void {
+    const tagged = taggedKey(this.prefix, batch.key)
+    const call = newCall(this.#slotOf(tagged))
+    this.#addBatch(call, batch, tagged)
+    this.#send(call)
+  }
+
+  #addBatch(call: Call, batch: Batch, tagged: string): void {
+    const plan = planOf(batch.rules)
+    const keys = call.keys
+    for (const suffix of plan.suffixes) keys.push(tagged + suffix)
+    const args = call.args
+    args.push(batch.op)
+    for (const arg of plan.ruleArgs) args.push(arg)
+    const costs = batch.costs
+    args.push(costs.length / 2)
+    for (const cost of costs) args.push(cost)
+    call.batches.push(batch)
+    call.decisions += batch.resolves.length
+    call.replyLength += 3 * plan.suffixes.length * batch.resolves.length
+  }
+
+  /**
+   * One EVALSHA for every group of the call. ioredis flattens the two arrays; the key count comes first, so a
+   * Cluster client routes the call by its keys (one slot) and auto-pipelines it with the node's other commands.
+   */
+  #send(call: Call): void {
     let sent: Promise<unknown>
     try {
-      sent = this.#command(batch.rules.length)(...this.#argsOf(batch))
+      sent = (this.#command ?? this.#define())(call.keys.length, call.keys, call.args)
     } catch (error) {
-      rejectAll(batch, error)
+      failCall(call, error)
       return
     }
     sent.then(
-      (reply) => settle(batch, reply),
-      (error: unknown) => rejectAll(batch, error),
+      (reply) => settleCall(call, reply),
+      (error: unknown) => failCall(call, error),
     )
   }
 
-  /** Several keys' batches, then the turn's refunds, in one pipeline: one write and one read for all of them. */
-  #sendPipelined(batches: Map<string, Batch>, refunds: readonly Refund[]): void {
-    const list = [...batches.values()]
-    const failAll = (error: unknown): void => {
-      for (const batch of list) rejectAll(batch, error)
-      for (const refund of refunds) refund.reject(error)
-    }
-    let exec: Promise<Array<[Error | null, unknown]> | null>
-    try {
-      // Defined before the pipeline copies them.
-      for (const batch of list) this.#command(batch.rules.length)
-      for (const refund of refunds) this.#command(refund.rules.length)
-      const pipeline = (this.#client as Redis).pipeline() as unknown as Record<string, ScriptCommand> & {
-        exec(): Promise<Array<[Error | null, unknown]> | null>
-      }
-      for (const batch of list) {
-        const command = pipeline[COMMAND_PREFIX + batch.rules.length] as ScriptCommand
-        command.apply(pipeline, this.#argsOf(batch))
-      }
-      for (const refund of refunds) {
-        const command = pipeline[COMMAND_PREFIX + refund.rules.length] as ScriptCommand
-        command.apply(pipeline, this.#refundArgs(refund))
-      }
-      exec = pipeline.exec()
-    } catch (error) {
-      failAll(error)
-      return
-    }
-    exec.then((results) => {
-      const discarded = new Error('The pipeline of rate-limit scripts was discarded')
-      for (let i = 0; i < list.length; i++) {
-        const batch = list[i] as Batch
-        const result = results?.[i]
-        if (result === undefined) rejectAll(batch, discarded)
-        else if (result[0] !== null) rejectAll(batch, result[0])
-        else settle(batch, result[1])
-      }
-      for (let i = 0; i < refunds.length; i++) {
-        const refund = refunds[i] as Refund
-        const result = results?.[list.length + i]
-        if (result === undefined) refund.reject(discarded)
-        else if (result[0] !== null) refund.reject(result[0])
-        else refund.resolve()
-      }
-    }, failAll)
-  }
-
   /**
-   * The script arguments of one batch. ioredis flattens array arguments; the fixed key count makes the first key
-   * the first argument, which is what Cluster auto-pipelining groups by.
+   * A Cluster turn's calls (one per slot), one pipeline per group of nodes serving their slots — what ioredis's
+   * auto-pipelining does, which cannot route this command itself: its key count comes before its keys.
    */
-  #argsOf(batch: Batch): unknown[] {
-    const plan = planOf(batch.rules)
-    return [this.#keys(batch.key, plan), CHARGE, plan.ruleArgs, batch.costs]
-  }
-
-  #command(n: number): ScriptCommand {
-    return this.#commands[n] ?? this.#define(n)
-  }
-
-  #keys(key: string, plan: Plan): string[] {
-    const tagged = taggedKey(this.prefix, key)
-    const suffixes = plan.suffixes
-    const keys = new Array<string>(suffixes.length)
-    for (let i = 0; i < suffixes.length; i++) keys[i] = tagged + suffixes[i]
-    return keys
+  #sendByNode(calls: readonly Call[]): void {
+    const slots = (this.#client as Cluster).slots
+    const byNodes = new Map<string, Call[]>()
+    for (const call of calls) {
+      const nodes = slots[call.slot]?.join(',') ?? ''
+      const list = byNodes.get(nodes)
+      if (list === undefined) byNodes.set(nodes, [call])
+      else list.push(call)
+    }
+    // Defined before a pipeline copies the client's commands.
+    if (this.#command === undefined) this.#define()
+    for (const [nodes, list] of byNodes) {
+      // Slots not known yet (or one call): sent one by one; ioredis routes each by its keys.
+      if (nodes === '' || list.length === 1) {
+        for (const call of list) this.#send(call)
+        continue
+      }
+      let exec: Promise<Array<[Error | null, unknown]> | null>
+      try {
+        const pipeline = this.#client.pipeline() as unknown as Record<string, ScriptCommand> & {
+          exec(): Promise<Array<[Error | null, unknown]> | null>
+        }
+        for (const call of list)
+          (pipeline[COMMAND] as ScriptCommand).call(pipeline, call.keys.length, call.keys, call.args)
+        exec = pipeline.exec()
+      } catch (error) {
+        for (const call of list) failCall(call, error)
+        continue
+      }
+      exec.then(
+        (results) => {
+          for (let i = 0; i < list.length; i++) {
+            const call = list[i] as Call
+            const result = results?.[i]
+            if (result === undefined) failCall(call, new Error('The pipeline of rate-limit scripts was discarded'))
+            else if (result[0] !== null) failCall(call, result[0])
+            else settleCall(call, result[1])
+          }
+        },
+        (error: unknown) => {
+          for (const call of list) failCall(call, error)
+        },
+      )
+    }
   }
 
   /**
-   * Register the script for `n` keys on the client, once: other stores on the same client reuse it.
+   * Register the script on the client, once: other stores on the same client reuse it.
    *
-   * On a single-node client with `enableAutoPipelining`, the command is added to that client's
-   * `autoPipeliningIgnoredCommands`: the store already turns one event-loop turn of requests into one script
-   * call per key (and one pipeline for several keys), and auto-pipelining a lone command on top costs a pipeline
-   * per turn for nothing: 12% of the server CPU per request on the Fastify benchmark, measured. Only this command is
-   * affected; your own commands are pipelined as before.
+   * On a client with `enableAutoPipelining`, the command is added to that client's
+   * `autoPipeliningIgnoredCommands`. On a single node the store already turns one event-loop turn of requests
+   * into one script call, and auto-pipelining a lone command on top costs a pipeline per turn for nothing: 12% of
+   * the server CPU per request on the Fastify benchmark, measured. On a Cluster, auto-pipelining would group the
+   * command by its first argument, the key count, not by a key; the store pipelines a turn's calls per node
+   * itself. Only this command is affected; your own commands are pipelined as before.
    */
-  #define(n: number): ScriptCommand {
-    const name = COMMAND_PREFIX + n
+  #define(): ScriptCommand {
     const client = this.#client
     const commands = client as unknown as Record<string, ScriptCommand | undefined>
-    if (typeof commands[name] !== 'function') {
-      client.defineCommand(name, { numberOfKeys: n, lua: RATE_LIMIT_LUA })
-    }
+    if (typeof commands[COMMAND] !== 'function') client.defineCommand(COMMAND, { lua: RATE_LIMIT_LUA })
     const options = (
       client as { options?: { enableAutoPipelining?: boolean; autoPipeliningIgnoredCommands?: unknown } }
     ).options
     const ignored = options?.autoPipeliningIgnoredCommands
-    if (this.#ownPipelining && options?.enableAutoPipelining === true && Array.isArray(ignored)) {
+    if (options?.enableAutoPipelining === true && Array.isArray(ignored)) {
       // A new array: ioredis's defaults share one array between clients.
-      if (!ignored.includes(name)) options.autoPipeliningIgnoredCommands = [...ignored, name]
+      if (!ignored.includes(COMMAND)) options.autoPipeliningIgnoredCommands = [...ignored, COMMAND]
     }
-    const command = (commands[name] as ScriptCommand).bind(this.#client)
-    this.#commands[n] = command
+    const command = (commands[COMMAND] as ScriptCommand).bind(client)
+    this.#command = command
     return command
   }
+}
+
+function newCall(slot: number): Call {
+  return { slot, keys: [], args: [], batches: [], refunds: [], decisions: 0, replyLength: 0 }
+}
+
+function addRefund(call: Call, refund: Refund, tagged: string): void {
+  const plan = planOf(refund.rules)
+  for (const suffix of plan.suffixes) call.keys.push(tagged + suffix)
+  const args = call.args
+  args.push(REFUND)
+  for (const arg of plan.ruleArgs) args.push(arg)
+  args.push(refund.cost, refund.chargedMsAgo)
+  call.refunds.push(refund)
+  call.decisions++
 }
 
 function planOf(rules: readonly ResolvedRule[]): Plan {
   let plan = plans.get(rules)
   if (plan === undefined) {
     const suffixes: string[] = []
-    const ruleArgs: string[] = []
+    const ruleArgs: string[] = [String(rules.length)]
     for (const rule of rules) {
       suffixes.push(ruleSuffix(rule.name))
       ruleArgs.push(ALGORITHM_CODES[rule.algorithm], String(rule.limit), String(rule.windowMs), String(rule.burst))
@@ -344,27 +397,30 @@ function planOf(rules: readonly ResolvedRule[]): Plan {
   return plan
 }
 
-/** Resolve every consume of `batch` from its script reply: three values per rule per consume, in call order. */
-function settle(batch: Batch, reply: unknown): void {
-  const n = batch.rules.length
-  const resolves = batch.resolves
-  if (!Array.isArray(reply) || reply.length !== 3 * n * resolves.length) {
-    rejectAll(batch, new Error(`Unexpected reply from the rate-limit script: ${JSON.stringify(reply)}`))
+/**
+ * Resolve every decision of `call` from its reply: for each batch in order, three values per rule per request.
+ * A reply of the wrong shape fails the whole call (each decision then gets the limiter's failure policy).
+ */
+function settleCall(call: Call, reply: unknown): void {
+  if (!Array.isArray(reply) || reply.length !== call.replyLength) {
+    failCall(call, new Error(`Unexpected reply from the rate-limit script: ${JSON.stringify(reply)}`))
     return
   }
-  for (let i = 0; i < resolves.length; i++) (resolves[i] as (r: RateLimitResult) => void)(parse(reply, i * 3 * n, n))
-}
-
-function rejectAll(batch: Batch, error: unknown): void {
-  for (const reject of batch.rejects) reject(error)
-}
-
-/** Parse a peek's reply: `allowed, remaining, resetMs` per rule. */
-function toResult(reply: unknown): RateLimitResult {
-  if (!Array.isArray(reply) || reply.length === 0 || reply.length % 3 !== 0) {
-    throw new Error(`Unexpected reply from the rate-limit script: ${JSON.stringify(reply)}`)
+  let start = 0
+  for (const batch of call.batches) {
+    const n = batch.rules.length
+    const resolves = batch.resolves
+    for (let i = 0; i < resolves.length; i++) {
+      ;(resolves[i] as (r: RateLimitResult) => void)(parse(reply, start, n))
+      start += 3 * n
+    }
   }
-  return parse(reply, 0, reply.length / 3)
+  for (const refund of call.refunds) refund.resolve()
+}
+
+function failCall(call: Call, error: unknown): void {
+  for (const batch of call.batches) for (const reject of batch.rejects) reject(error)
+  for (const refund of call.refunds) refund.reject(error)
 }
 
 /** One decision out of a reply: `allowed, remaining, resetMs` for each of `n` rules, from index `start`. */

@@ -1,16 +1,21 @@
-// The rate-limit Lua script: every rule of one key decided atomically inside Redis, on Redis's clock.
+// The rate-limit Lua script: every rule of a key decided atomically inside Redis, on Redis's clock, for any number
+// of keys of one hash slot per call (the decisions of one event-loop turn).
 // It mirrors @breakwater/core's rate-limit/algorithms.ts step for step; the store conformance suite holds them together.
 
 /**
- * KEYS[i]: the state of rule i. ARGV[1]: `1` to charge (consume), `0` to only report (peek), `2` to refund (then
- * the rules' four values are followed by the cost and by how many ms ago it was charged; the reply is empty).
- * Then four values per rule: algorithm (`g` gcra, `f` fixed-window, `s` sliding-window), limit, window ms, burst.
- * Then the cost of each request, run-length encoded as pairs `cost, count` (all-equal costs are one pair): the
- * store coalesces concurrent consumes of one key into one call, and the script decides them in order against
- * the evolving state — exactly as if they had arrived one after another at the
- * same instant — and writes the final state once.
- * Returns three values per rule per request: allowed (1|0), remaining, resetMs (as a string: Lua numbers become
- * integers). Like the memory store, a denied decision charges nothing and the rules that would have allowed
+ * One call decides any number of groups, in order — the decisions of one event-loop turn, for any keys of one
+ * hash slot. KEYS: the rule keys of every group, group after group. ARGV, group after group:
+ * - the operation: `1` charge (consume), `0` only report (peek), `2` refund;
+ * - `n`, the group's rule count (its keys are the next `n` of KEYS), then four values per rule: algorithm (`g`
+ *   gcra, `f` fixed-window, `s` sliding-window), limit, window ms, burst;
+ * - for `0`/`1`: `m`, then `m` pairs `cost, count` — the costs of the group's requests, run-length encoded (the
+ *   store coalesces concurrent consumes of one key into one group, and the script decides them in order against
+ *   the evolving state — exactly as if they had arrived one after another at the same instant — and writes the
+ *   final state once);
+ * - for `2`: the cost to give back and how many ms ago it was charged.
+ * Each group reads the state the groups before it wrote, so one key's consumes then refunds keep their order.
+ * Returns, for every group of `0`/`1` in order, three values per rule per request: allowed (1|0), remaining,
+ * resetMs (as a string: Lua numbers become integers). Like the memory store, a denied decision charges nothing and the rules that would have allowed
  * report their state as it stays (evaluated again with cost 0).
  *
  * State: an upper-case algorithm letter followed by the slots algorithms.ts uses, as little-endian doubles
@@ -123,29 +128,29 @@ local function store(key, algorithm, s0, s1, s2, ttl)
   redis.call('SET', key, TAGS[algorithm] .. struct.pack(FORMATS[algorithm], s0, s1, s2), 'PX', ttl)
 end
 
-local n = #KEYS
+local reply = {}
+local r = 0
 
-if ARGV[1] == '2' then
-  -- A refund: give back ARGV[2 + 4n] units charged ARGV[3 + 4n] ms ago, as refund() in algorithms.ts does.
-  local cost = tonumber(ARGV[2 + 4 * n])
-  local ago = tonumber(ARGV[3 + 4 * n])
-  local stored = redis.call('MGET', unpack(KEYS))
+-- A refund of the keys k+1..k+n: give back cost units charged ago ms ago, as refund() in algorithms.ts does.
+local function refund(k, n, a0, cost, ago)
+  local stored = redis.call('MGET', unpack(KEYS, k + 1, k + n))
   for i = 1, n do
-    local a = 2 + (i - 1) * 4
+    local key = KEYS[k + i]
+    local a = a0 + (i - 1) * 4
     local algorithm, limit, window = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
     local s0, s1, s2 = load(stored[i], algorithm)
     if algorithm == 'g' then
       local behind = s0 - now
       if behind > 0 then
         behind = behind - (window / limit) * cost
-        if behind > 0 then store(KEYS[i], algorithm, now + behind, 0, 0, behind) else redis.call('DEL', KEYS[i]) end
+        if behind > 0 then store(key, algorithm, now + behind, 0, 0, behind) else redis.call('DEL', key) end
       end
     elseif algorithm == 'f' then
       local left = s0 - now
       if left > 0 then
         -- The window began no later than the charge (its start is left - window ms from now, the charge -ago).
         if left - window <= EPSILON - ago then s1 = math.max(0, s1 - cost) end
-        store(KEYS[i], algorithm, s0, s1, s2, left)
+        store(key, algorithm, s0, s1, s2, left)
       end
     elseif stored[i] then
       local charged_index = math.floor((now - ago) / window)
@@ -155,91 +160,106 @@ if ARGV[1] == '2' then
         s2 = math.max(0, s2 - cost)
       end
       local ttl = (s0 + 2) * window - now
-      if ttl > 0 then store(KEYS[i], algorithm, s0, s1, s2, ttl) end
+      if ttl > 0 then store(key, algorithm, s0, s1, s2, ttl) end
     end
   end
-  return {}
 end
 
-local charge = ARGV[1] == '1'
-local first = 2 + 4 * n
-local last = #ARGV
-local reply = {}
-local r = 0
+-- The decisions of one group: keys k+1..k+n, rule values from ARGV[a0], cost pairs ARGV[first..last].
+local function decide(k, n, a0, charge, first, last)
+  if n == 1 then
+    -- The common case, without tables: one rule, so a decision is denied exactly when that rule denies.
+    local key = KEYS[k + 1]
+    local algorithm, limit, window, burst = ARGV[a0], tonumber(ARGV[a0 + 1]), tonumber(ARGV[a0 + 2]),
+      tonumber(ARGV[a0 + 3])
+    local s0, s1, s2 = load(redis.call('GET', key), algorithm)
+    local dirty, ttl = false, 0
+    for j = first, last, 2 do
+      local cost = tonumber(ARGV[j])
+      local write = charge and cost > 0
+      for _ = 1, tonumber(ARGV[j + 1]) do
+        local ok, remaining, reset, n0, n1, n2, t = evaluate(algorithm, limit, window, burst, s0, s1, s2, cost)
+        if ok and write then
+          s0, s1, s2, ttl, dirty = n0, n1, n2, t, true
+        end
+        reply[r + 1] = ok and 1 or 0
+        reply[r + 2] = remaining
+        reply[r + 3] = string.format('%.17g', reset)
+        r = r + 3
+      end
+    end
+    if dirty then store(key, algorithm, s0, s1, s2, ttl) end
+    return
+  end
 
-if n == 1 then
-  -- The common case, without tables: one rule, so a decision is denied exactly when that rule denies.
-  local algorithm, limit, window, burst = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-  local s0, s1, s2 = load(redis.call('GET', KEYS[1]), algorithm)
-  local dirty, ttl = false, 0
+  local stored = redis.call('MGET', unpack(KEYS, k + 1, k + n))
+  local algorithms, limits, windows, bursts, s0s, s1s, s2s, ttls = {}, {}, {}, {}, {}, {}, {}, {}
+  for i = 1, n do
+    local a = a0 + (i - 1) * 4
+    local algorithm = ARGV[a]
+    algorithms[i], limits[i], windows[i], bursts[i] = algorithm, tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]),
+      tonumber(ARGV[a + 3])
+    s0s[i], s1s[i], s2s[i] = load(stored[i], algorithm)
+  end
+  local oks, remainings, resets, next0, next1, next2, nextTtls = {}, {}, {}, {}, {}, {}, {}
+  local dirty = false
+
   for j = first, last, 2 do
     local cost = tonumber(ARGV[j])
-    local write = charge and cost > 0
     for _ = 1, tonumber(ARGV[j + 1]) do
-      local ok, remaining, reset, n0, n1, n2, t = evaluate(algorithm, limit, window, burst, s0, s1, s2, cost)
-      if ok and write then
-        s0, s1, s2, ttl, dirty = n0, n1, n2, t, true
-      end
-      reply[r + 1] = ok and 1 or 0
-      reply[r + 2] = remaining
-      reply[r + 3] = string.format('%.17g', reset)
-      r = r + 3
-    end
-  end
-  if dirty then store(KEYS[1], algorithm, s0, s1, s2, ttl) end
-  return reply
-end
-
-local stored = redis.call('MGET', unpack(KEYS))
-local algorithms, limits, windows, bursts, s0s, s1s, s2s, ttls = {}, {}, {}, {}, {}, {}, {}, {}
-for i = 1, n do
-  local a = 2 + (i - 1) * 4
-  local algorithm = ARGV[a]
-  algorithms[i], limits[i], windows[i], bursts[i] = algorithm, tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]),
-    tonumber(ARGV[a + 3])
-  s0s[i], s1s[i], s2s[i] = load(stored[i], algorithm)
-end
-local oks, remainings, resets, next0, next1, next2, nextTtls = {}, {}, {}, {}, {}, {}, {}
-local dirty = false
-
-for j = first, last, 2 do
-  local cost = tonumber(ARGV[j])
-  for _ = 1, tonumber(ARGV[j + 1]) do
-    local allowed = true
-    for i = 1, n do
-      local ok, remaining, reset, n0, n1, n2, t = evaluate(algorithms[i], limits[i], windows[i], bursts[i], s0s[i],
-        s1s[i], s2s[i], cost)
-      oks[i], remainings[i], resets[i], next0[i], next1[i], next2[i], nextTtls[i] = ok, remaining, reset, n0, n1, n2, t
-      if not ok then allowed = false end
-    end
-    if allowed then
-      -- Two phases, as in the memory store: nothing is charged unless every rule allows.
-      if charge and cost > 0 then
-        for i = 1, n do
-          s0s[i], s1s[i], s2s[i], ttls[i] = next0[i], next1[i], next2[i], nextTtls[i]
-        end
-        dirty = true
-      end
-    else
-      -- Nothing is charged, so the rules that would have allowed report their state as it stays.
+      local allowed = true
       for i = 1, n do
-        if oks[i] then
-          local _, remaining, reset = evaluate(algorithms[i], limits[i], windows[i], bursts[i], s0s[i], s1s[i], s2s[i], 0)
-          remainings[i], resets[i] = remaining, reset
+        local ok, remaining, reset, n0, n1, n2, t = evaluate(algorithms[i], limits[i], windows[i], bursts[i], s0s[i],
+          s1s[i], s2s[i], cost)
+        oks[i], remainings[i], resets[i], next0[i], next1[i], next2[i], nextTtls[i] = ok, remaining, reset, n0, n1, n2, t
+        if not ok then allowed = false end
+      end
+      if allowed then
+        -- Two phases, as in the memory store: nothing is charged unless every rule allows.
+        if charge and cost > 0 then
+          for i = 1, n do
+            s0s[i], s1s[i], s2s[i], ttls[i] = next0[i], next1[i], next2[i], nextTtls[i]
+          end
+          dirty = true
+        end
+      else
+        -- Nothing is charged, so the rules that would have allowed report their state as it stays.
+        for i = 1, n do
+          if oks[i] then
+            local _, remaining, reset = evaluate(algorithms[i], limits[i], windows[i], bursts[i], s0s[i], s1s[i], s2s[i], 0)
+            remainings[i], resets[i] = remaining, reset
+          end
         end
       end
+      for i = 1, n do
+        reply[r + 1] = oks[i] and 1 or 0
+        reply[r + 2] = remainings[i]
+        reply[r + 3] = string.format('%.17g', resets[i])
+        r = r + 3
+      end
     end
-    for i = 1, n do
-      reply[r + 1] = oks[i] and 1 or 0
-      reply[r + 2] = remainings[i]
-      reply[r + 3] = string.format('%.17g', resets[i])
-      r = r + 3
-    end
+  end
+
+  if dirty then
+    for i = 1, n do store(KEYS[k + i], algorithms[i], s0s[i], s1s[i], s2s[i], ttls[i]) end
   end
 end
 
-if dirty then
-  for i = 1, n do store(KEYS[i], algorithms[i], s0s[i], s1s[i], s2s[i], ttls[i]) end
+-- The groups, in order: each one reads the state the ones before it wrote.
+local k, a, nargs = 0, 1, #ARGV
+while a <= nargs do
+  local op, n = ARGV[a], tonumber(ARGV[a + 1])
+  local a0 = a + 2
+  a = a0 + 4 * n
+  if op == '2' then
+    refund(k, n, a0, tonumber(ARGV[a]), tonumber(ARGV[a + 1]))
+    a = a + 2
+  else
+    local pairs_end = a + 2 * tonumber(ARGV[a])
+    decide(k, n, a0, op == '1', a + 1, pairs_end)
+    a = pairs_end + 1
+  end
+  k = k + n
 end
 return reply
 `
