@@ -13,6 +13,7 @@ import { circuitBreakerSection } from './demo-breaker.mjs'
 const root = fileURLToPath(new URL('..', import.meta.url))
 const FRAMEWORKS = ['express', 'fastify', 'koa']
 const choice = process.argv[2] ?? 'fastify'
+if (choice === 'outage') await import('./demo-outage.mjs') // the outage replay; it exits when done
 const frameworks = choice === 'all' ? FRAMEWORKS : [choice]
 if (!frameworks.every((f) => FRAMEWORKS.includes(f))) {
   console.error(`usage: pnpm demo [${FRAMEWORKS.join('|')}|all]`)
