@@ -34,7 +34,7 @@ export function renderChart(result) {
     { title: 'Inventory bulkhead limit', value: (row) => row.bulkheadLimit ?? Number.NaN },
   ]
   const strip = 14
-  const stripsTop = 60 + panels.length * (panelHeight + gap)
+  const stripsTop = 74 + panels.length * (panelHeight + gap)
   const alertTimes = (result.alertIntervals ?? []).filter((i) => i.firing !== undefined)
   const height = stripsTop + 30 + variants.length * (strip + 6) + 50 + Math.ceil(alertTimes.length / 2) * 13
   const out = [
@@ -43,9 +43,10 @@ export function renderChart(result) {
     `<rect width="${width}" height="${height}" fill="white"/>`,
     `<text x="${left}" y="22" font-size="15" font-weight="bold">Outage: inventory browns out (${result.framework}, ${result.total} s, one run)</text>`,
   ]
+  // Two legend entries per row: the labels are long.
   const legend = variants.map(
     (v, i) =>
-      `<rect x="${left + i * 220}" y="34" width="14" height="4" fill="${COLORS[v.name] ?? '#333'}"/><text x="${left + 20 + i * 220}" y="40">${escapeXml(v.label)}</text>`,
+      `<rect x="${left + (i % 2) * 430}" y="${34 + Math.floor(i / 2) * 14}" width="14" height="4" fill="${COLORS[v.name] ?? '#333'}"/><text x="${left + 20 + (i % 2) * 430}" y="${40 + Math.floor(i / 2) * 14}">${escapeXml(`${v.name}: ${v.label}`)}</text>`,
   )
   out.push(...legend)
   const shade = (top, h) => {
@@ -56,7 +57,7 @@ export function renderChart(result) {
     }
   }
   panels.forEach((panel, index) => {
-    const top = 60 + index * (panelHeight + gap) + 16
+    const top = 74 + index * (panelHeight + gap) + 16
     out.push(`<text x="${left}" y="${top - 5}" font-weight="bold">${escapeXml(panel.title)}</text>`)
     shade(top, panelHeight)
     const series = variants.map((v) => ({
@@ -115,7 +116,7 @@ export function renderChart(result) {
   })
   // Breaker state per variant, one strip each; alert names under them.
   out.push(
-    `<text x="${left}" y="${stripsTop + 10}" font-weight="bold">Inventory circuit breaker (green closed, yellow half-open, red open; sampled every 250 ms)</text>`,
+    `<text x="${left}" y="${stripsTop + 10}" font-weight="bold">Inventory circuit breaker (green closed, yellow half-open, red open, grey no breaker or no answer to the sample)</text>`,
   )
   variants.forEach((v, i) => {
     const top = stripsTop + 18 + i * (strip + 6)

@@ -15,11 +15,13 @@ export const ROUTES = /** @type {const} */ (['inventory', 'recommendations', 'or
  * @typedef {{ t0: number, warmupS: number, durationS: number, clientTimeoutMs: number,
  *   rates: Record<typeof ROUTES[number], number>, targets: { variant: string, port: number }[] }} LoadConfig
  * One answer: [route index, scheduled ms from t0, status (0 timed out, -1 connection error), latency ms,
- * source (0 upstream or unknown, 1 fallback, 2 stale)].
+ * source (0 upstream or unknown, 1 fallback, 2 stale, 3 a 503 of the app's own load shedding)].
  * @typedef {[number, number, number, number, number]} LoadRecord
  */
 
 const SOURCES = { upstream: 0, fallback: 1, stale: 2 }
+/** A 503 of the app's own load shedding (@fastify/under-pressure's body, or Breakwater's BW_OVERLOADED). */
+const SHED = /"statusCode":503|BW_OVERLOADED/
 
 /**
  * Drive every target for the whole timeline and resolve to its records.
@@ -102,7 +104,7 @@ export async function drive(config) {
           try {
             source = SOURCES[JSON.parse(text).source] ?? 0
           } catch {}
-        }
+        } else if (response.statusCode === 503 && SHED.test(text)) source = 3
         finish(response.statusCode ?? -1, source)
       })
       response.on('error', () => finish(-1))

@@ -88,7 +88,8 @@ export function renderReport(result) {
     '## Per phase',
     '',
     'Goodput: 2xx answers per second over all routes. Latencies: p50 / p99 of 2xx answers, ms. Failed: 5xx +',
-    'timed out + connection errors. Upstream: calls that reached it (inventory / recommendations / orders).',
+    'timed out + connection errors (in brackets: 503s of the app shedding load itself, i.e. @fastify/under-pressure).',
+    'Upstream: calls that reached it (inventory / recommendations / orders).',
     '',
     '| variant | phase | goodput/s | inventory p50 / p99 | inventory failed | inventory stale / fallback | recommendations p50 / p99 | recommendations failed / fallback | orders p50 / p99 | orders failed | upstream calls | breaker opened | share of time open |',
     '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
@@ -96,7 +97,7 @@ export function renderReport(result) {
   for (const v of result.variants) {
     for (const p of v.phases) {
       const { inventory: inv, recommendations: rec, orders } = p.routes
-      const failed = (r) => r.s5xx + r.timedOut + r.errors
+      const failed = (r) => `${r.s5xx + r.timedOut + r.errors}${r.shed > 0 ? ` (${r.shed})` : ''}`
       lines.push(
         `| ${v.name} | ${p.name} | ${fmt(p.goodput, 1)} | ${ms(inv.p50)} / ${ms(inv.p99)} | ${failed(inv)} | ${inv.stale} / ${inv.fallback} | ${ms(rec.p50)} / ${ms(rec.p99)} | ${failed(rec)} / ${rec.fallback} | ${ms(orders.p50)} / ${ms(orders.p99)} | ${failed(orders)} | ${p.upstream.inventory} / ${p.upstream.recommendations} / ${p.upstream.orders} | ${p.opened} | ${Number.isFinite(p.openShare) ? `${fmt(p.openShare * 100)} %` : '–'} |`,
       )

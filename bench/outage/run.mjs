@@ -4,7 +4,7 @@
 // Prometheus scrapes the Breakwater app and evaluates @breakwater/otel's shipped alerts, scaled in time.
 // Usage: node bench/outage/run.mjs [--framework fastify] [--phases 30,30,40,50] [--variants none,cockatiel,…]
 //        [--store redis|memory] [--no-prometheus] [--alert-scale 30] [--warmup 5] [--no-write]
-//        [--json result.json] [--raw raw.json]
+//        [--json result.json] [--raw raw.json] [--from result.json] [--out dir]
 // Writes bench/outage/RESULTS.md and outage.svg (see README.md).
 
 import { spawn } from 'node:child_process'
@@ -267,7 +267,10 @@ const STATE_RANK = { closed: 0, 'half-open': 1, open: 2 }
  */
 async function sampleState(app) {
   if (app.variant !== 'breakwater') {
-    const state = await (await fetch(`http://127.0.0.1:${app.port}/debug/outage`)).json()
+    const response = await fetch(`http://127.0.0.1:${app.port}/debug/outage`)
+    // @fastify/under-pressure answers 503 for every route when it sheds, this one too: no sample then.
+    if (!response.ok) return undefined
+    const state = await response.json()
     return { state: state.state, opens: state.opens, bulkheadLimit: state.bulkheadLimit }
   }
   const text = await (await fetch(`http://127.0.0.1:${app.port}/metrics`)).text()
@@ -298,29 +301,34 @@ async function main() {
       'no-write': { type: 'boolean', default: false },
       raw: { type: 'string' },
       json: { type: 'string' },
+      from: { type: 'string' },
+      out: { type: 'string', default: HERE },
       warmup: { type: 'string', default: '5' },
     },
   })
   if (flags.store !== 'redis' && flags.store !== 'memory') throw new Error('--store is redis or memory')
-  const result = await runOutage({
-    framework: flags.framework,
-    phases: parsePhases(flags.phases),
-    variants: flags.variants.split(','),
-    store: flags.store,
-    prometheus: !flags['no-prometheus'],
-    alertScale: Number(flags['alert-scale']),
-    rawPath: flags.raw,
-    warmupS: Number(flags.warmup),
-    log: (line) => process.stderr.write(`${line}\n`),
-  })
+  // --from: re-render the report of an earlier run's --json instead of running again.
+  const result = flags.from
+    ? JSON.parse(readFileSync(flags.from, 'utf8'))
+    : await runOutage({
+        framework: flags.framework,
+        phases: parsePhases(flags.phases),
+        variants: flags.variants.split(','),
+        store: flags.store,
+        prometheus: !flags['no-prometheus'],
+        alertScale: Number(flags['alert-scale']),
+        rawPath: flags.raw,
+        warmupS: Number(flags.warmup),
+        log: (line) => process.stderr.write(`${line}\n`),
+      })
   if (flags.json) writeFileSync(flags.json, JSON.stringify(result))
   const markdown = renderReport(result)
   process.stdout.write(markdown)
   if (!flags['no-write']) {
-    writeFileSync(join(HERE, 'RESULTS.md'), markdown)
-    formatMarkdown(join(HERE, 'RESULTS.md'))
-    writeFileSync(join(HERE, 'outage.svg'), renderChart(result))
-    process.stderr.write('outage: wrote bench/outage/RESULTS.md and bench/outage/outage.svg\n')
+    writeFileSync(join(flags.out, 'RESULTS.md'), markdown)
+    formatMarkdown(join(flags.out, 'RESULTS.md'))
+    writeFileSync(join(flags.out, 'outage.svg'), renderChart(result))
+    process.stderr.write(`outage: wrote RESULTS.md and outage.svg in ${flags.out}\n`)
   }
 }
 
