@@ -74,14 +74,25 @@ export function renderReport(result) {
 
   if (result.prometheus) {
     lines.push('## Alerts (Breakwater app, from Prometheus)', '')
+    const at = (t) => (t === undefined ? '–' : `${fmt(t)} s (${phaseOf(result, t)})`)
     if (result.alertIntervals.length === 0) lines.push('None went pending or fired.', '')
     else {
       lines.push('| alert | pending at | firing at | resolved at |', '|---|--:|--:|--:|')
-      const at = (t) => (t === undefined ? '–' : `${fmt(t)} s (${phaseOf(result, t)})`)
-      for (const i of result.alertIntervals)
+      for (const i of result.alertIntervals) {
         lines.push(`| ${i.key} | ${at(i.pending)} | ${at(i.firing)} | ${at(i.resolved)} |`)
+      }
       lines.push('')
     }
+    const bw = result.variants.find((v) => v.name === 'breakwater')
+    const degradingAt = result.bounds.find((b) => b.name === 'degrading').start
+    const visible = bw?.seconds.find((row) => row.t >= degradingAt && row.failed > 0)
+    const firstAlert = result.alertIntervals.find((i) => i.firing !== undefined)
+    lines.push(
+      `Users of the Breakwater app first saw a failed answer (5xx or none) after the healthy phase at ${visible ? at(visible.t) : 'no time'};`,
+      `the first alert fired at ${firstAlert ? at(firstAlert.firing) : 'no time'}. At the scale factor, one second here stands for`,
+      `${result.alertScale} s of a real incident.`,
+      '',
+    )
   }
 
   lines.push(
