@@ -125,7 +125,6 @@ function missingFor(query: Query, scrape: Map<string, Series[]>): string[] {
     if (!series.some((s) => label in s)) missing.push(`${query.source}: ${query.metric} has no label ${label}`)
   }
   for (const { label, op, value } of query.matchers) {
-    if (awaitsRetry(label, value)) continue
     const pattern = new RegExp(`^(?:${value})$`)
     const found =
       op === '='
@@ -147,13 +146,6 @@ it('declares the policy of every metric a rule or panel queries', () => {
 it('every metric a rule or panel queries comes from a channel core publishes', () => {
   expect(pending.map((query) => `${query.source}: ${query.metric} (${channelOf(query.metric)})`)).toEqual([])
 })
-
-/**
- * Label values only a policy that has not landed yet can produce: `breakwater_retry="true"` marks an attempt
- * after the first, which needs the retry policy (Outbound protection II). Asserted once core has its channels.
- */
-const retryLanded = [...published].some((name) => name.startsWith('breakwater:retry:'))
-const awaitsRetry = (label: string, value: string) => !retryLanded && label === 'breakwater_retry' && value === 'true'
 
 async function freePort(): Promise<number> {
   const server = createServer()
@@ -207,7 +199,7 @@ async function driveTraffic(url: string, redis: Redis, upstream: Upstream): Prom
   await Promise.all(Array.from({ length: 12 }, () => fetch(`${url}/api/upstream/inventory`)))
   await Promise.all(Array.from({ length: 12 }, () => fetch(`${url}/api/upstream/recommendations`)))
   upstream.jsonDelayMs = 0
-  upstream.jsonStatus = 500
+  upstream.jsonStatus = 503 // retryable: inventory's retries produce breakwater_retry="true"
   for (let i = 0; i < 8; i++) await fetch(`${url}/api/upstream/inventory`)
   upstream.jsonStatus = 200
   for (let i = 0; i < 7; i++) await fetch(`${url}/api/limited`) // 5 allowed, then limited

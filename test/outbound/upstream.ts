@@ -2,6 +2,7 @@
 // closes its connection before the answer.
 
 import http from 'node:http'
+import { performance } from 'node:perf_hooks'
 
 export interface Upstream {
   readonly url: string
@@ -17,12 +18,23 @@ export interface Upstream {
   jsonDelayMs: number
   /** `Request-Timeout-Ms` of every request, as received. */
   readonly timeoutHeaders: string[]
+  /** `Idempotency-Key` of every `POST /orders`, as received. */
+  readonly idempotencyKeys: string[]
+  /** Statuses `POST /orders` answers with, in turn (then 201). */
+  orderStatuses: number[]
+  /** `/tail?i=N&attempt=A` waits `tailDelayMs` when A is 1 and N a multiple of `tailEvery` (0: never). */
+  tailEvery: number
+  tailDelayMs: number
+  /** Latencies (ms) of the `/tail` answers the upstream completed. */
+  readonly tailLatencies: number[]
   close(): Promise<void>
 }
 
 /**
  * Routes: `/slow?ms=N` answers after N ms (default 2000), `/fast` at once, `/flaky` with `flakyStatus`,
- * `/inventory` and `/recommendations` with `jsonStatus` and `{ "items": [...], "query": "<search>" }`.
+ * `/inventory` and `/recommendations` with `jsonStatus` and `{ "items": [...], "query": "<search>" }`,
+ * `POST /orders` with the next of `orderStatuses` (recording the Idempotency-Key), `/tail?i=N&attempt=A` at once,
+ * except a first attempt (A = 1) of every `tailEvery`-th call (N), which waits `tailDelayMs`.
  */
 export async function startUpstream(): Promise<Upstream> {
   const calls = new Map<string, number>()
@@ -35,6 +47,11 @@ export async function startUpstream(): Promise<Upstream> {
     jsonStatus: 200,
     jsonDelayMs: 0,
     timeoutHeaders: [],
+    idempotencyKeys: [],
+    orderStatuses: [],
+    tailEvery: 10,
+    tailDelayMs: 1000,
+    tailLatencies: [],
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve())
@@ -51,6 +68,27 @@ export async function startUpstream(): Promise<Upstream> {
     if (url.pathname === '/slow') {
       const timer = setTimeout(() => res.end('slow'), Number(url.searchParams.get('ms') ?? 2000))
       res.on('close', () => clearTimeout(timer))
+    } else if (url.pathname === '/orders' && req.method === 'POST') {
+      upstream.idempotencyKeys.push(String(req.headers['idempotency-key']))
+      const chunks: Buffer[] = []
+      req.on('data', (chunk: Buffer) => chunks.push(chunk))
+      req.on('end', () => {
+        const status = upstream.orderStatuses.shift() ?? 201
+        res.writeHead(status, { 'content-type': 'application/json' })
+        res.end(JSON.stringify({ status, body: Buffer.concat(chunks).toString() }))
+      })
+    } else if (url.pathname === '/tail') {
+      const index = Number(url.searchParams.get('i') ?? 0)
+      const first = url.searchParams.get('attempt') === '1'
+      const started = performance.now()
+      const answer = () => {
+        upstream.tailLatencies.push(performance.now() - started)
+        res.end('tail')
+      }
+      if (upstream.tailEvery > 0 && first && index % upstream.tailEvery === 0) {
+        const timer = setTimeout(answer, upstream.tailDelayMs)
+        res.on('close', () => clearTimeout(timer))
+      } else answer()
     } else if (url.pathname === '/flaky') {
       res.statusCode = upstream.flakyStatus
       res.end('flaky')

@@ -1,7 +1,8 @@
 // The outbound routes of the example contract (ARCHITECTURE.md, "Outbound routes"): GET /api/upstream/inventory
 // and /api/upstream/recommendations call UPSTREAM_URL through two named dependencies, each with its own circuit
-// breaker, bulkhead and attempt timeout. Mounted only when UPSTREAM_URL is set. Retries, hedging and stale
-// answers (issue 20) are not here yet; recommendations already falls back to an empty list.
+// breaker, bulkhead and attempt timeout; inventory retries (full jitter, budget 20 % + 5/s), recommendations
+// hedges after 50 ms and falls back to an empty list. Mounted only when UPSTREAM_URL is set. Stale answers are not
+// here yet.
 
 import { subscribe } from 'node:diagnostics_channel'
 import { dependency, isBreakwaterError, isRequestAbortedError, PROBLEM_CONTENT_TYPE } from '@breakwater/core'
@@ -19,8 +20,14 @@ function outboundRoutes(baseUrl) {
     breaker,
     bulkhead: { limit: 8, queue: 8, queueTimeoutMs: 100 },
     attemptTimeoutMs: 300,
+    retry: { attempts: 3, backoff: 'full-jitter', baseMs: 20, capMs: 200, budget: { ratio: 0.2, perSecond: 5 } },
   })
-  const recommendations = dependency('recommendations', { breaker, bulkhead: { limit: 4 }, attemptTimeoutMs: 300 })
+  const recommendations = dependency('recommendations', {
+    breaker,
+    bulkhead: { limit: 4 },
+    attemptTimeoutMs: 300,
+    hedge: { delayMs: 50 },
+  })
   const zero = () => ({
     upstreamAttempts: 0,
     upstreamStale: 0,
@@ -54,7 +61,10 @@ function outboundRoutes(baseUrl) {
         const response = await fetch(`${baseUrl}${path}`, { signal, headers: { 'Request-Timeout-Ms': String(left) } })
         if (response.status >= 500 || response.status === 429) {
           await response.body?.cancel()
-          throw Object.assign(new Error(`upstream answered ${response.status}`), { upstreamStatus: response.status })
+          throw Object.assign(new Error(`upstream answered ${response.status}`), {
+            upstreamStatus: response.status,
+            status: response.status,
+          })
         }
         return response.json()
       },

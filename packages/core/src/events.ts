@@ -3,6 +3,7 @@
 
 import diagnostics from 'node:diagnostics_channel'
 import { ErrorCode } from './errors.js'
+import type { FallbackReason } from './fallback/reason.js'
 import type { RequestView } from './request-view.js'
 
 /** Channel names. Stable: subscribers (and `@breakwater/otel`) rely on them. */
@@ -47,6 +48,18 @@ export const channels = {
   dependencyAttempt: diagnostics.channel('breakwater:dependency:attempt'),
   /** One message per dependency call, when it settles: {@link DependencyCallEvent}. */
   dependencyCall: diagnostics.channel('breakwater:dependency:call'),
+  /** A retry was scheduled (attempt, delay, reason): {@link RetryScheduledEvent}. */
+  retryScheduled: diagnostics.channel('breakwater:retry:scheduled'),
+  /** A retry or hedge was not sent because the retry budget was spent: {@link RetryBudgetExhaustedEvent}. */
+  retryBudgetExhausted: diagnostics.channel('breakwater:retry:budget-exhausted'),
+  /** A hedged attempt was started: {@link HedgeLaunchedEvent}. */
+  hedgeLaunched: diagnostics.channel('breakwater:hedge:launched'),
+  /** A call that launched hedges got its answer, from the first attempt or a hedge: {@link HedgeSettledEvent}. */
+  hedgeSettled: diagnostics.channel('breakwater:hedge:settled'),
+  /** A fallback value answered a failed call: {@link FallbackServedEvent}. */
+  fallbackServed: diagnostics.channel('breakwater:fallback:served'),
+  /** A stored earlier result answered a failed call: {@link StaleServedEvent}. */
+  staleServed: diagnostics.channel('breakwater:stale:served'),
 } as const
 
 /** A circuit breaker's state. `isolated`: opened by hand with `isolate()`, until `reset()`. */
@@ -113,6 +126,8 @@ export interface DependencyAttemptEvent {
   policy: string
   /** 1 for the first attempt. */
   attempt: number
+  /** Not the call's first attempt: a retry or a hedge. */
+  retry: boolean
   outcome: 'success' | 'failure' | 'timed_out' | 'aborted' | 'circuit_open' | 'bulkhead_full'
   durationSeconds: number
 }
@@ -124,6 +139,66 @@ export interface DependencyCallEvent {
   /** Attempts made (0 when the call was refused before any: no budget, open circuit, full bulkhead). */
   attempts: number
   durationSeconds: number
+}
+
+/** Payload of `breakwater:retry:scheduled`. */
+export interface RetryScheduledEvent {
+  /** The retry's (dependency's) name. */
+  policy: string
+  /** The attempt that will run after the delay (2 for the first retry). */
+  attempt: number
+  /** Ms until it runs (the backoff, or the dependency's `Retry-After`). */
+  delayMs: number
+  /**
+   * What failed: `timed_out` (attempt timeout), `error` (a connection error, or a custom `retryOn`'s pick),
+   * `status` (a 502/503/504, or a 429 with `Retry-After`; see `status`).
+   */
+  reason: 'timed_out' | 'error' | 'status'
+  /** The status of the retried result (`reason: 'status'`). */
+  status: number | undefined
+  /** The delay is the dependency's `Retry-After`, not the backoff. */
+  retryAfter: boolean
+}
+
+/** Payload of `breakwater:retry:budget-exhausted`: a retry or hedge that was not sent. */
+export interface RetryBudgetExhaustedEvent {
+  policy: string
+  /** What was refused. */
+  kind: 'retry' | 'hedge'
+}
+
+/** Payload of `breakwater:hedge:launched`. */
+export interface HedgeLaunchedEvent {
+  policy: string
+  /** 1 for the first hedge. */
+  hedge: number
+  /** `delay`: the first attempt had not answered after the hedge delay; `failure`: it failed retryably. */
+  trigger: 'delay' | 'failure'
+}
+
+/** Payload of `breakwater:hedge:settled`: one per call that launched at least one hedge. */
+export interface HedgeSettledEvent {
+  policy: string
+  /** Which attempt's answer the caller got. */
+  winner: 'primary' | 'hedge'
+}
+
+/** Payload of `breakwater:fallback:served`. */
+export interface FallbackServedEvent {
+  /** The fallback's (dependency's) name. */
+  name: string
+  /** Why the call failed. */
+  reason: FallbackReason
+}
+
+/** Payload of `breakwater:stale:served`. */
+export interface StaleServedEvent {
+  /** The stale-if-error policy's (dependency's) name. */
+  name: string
+  /** Age of the served result in ms. */
+  ageMs: number
+  /** Why the call failed. */
+  reason: FallbackReason
 }
 
 /** Payload of `breakwater:rate-limit:decision`. */

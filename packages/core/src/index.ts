@@ -53,11 +53,17 @@ export {
   channels,
   type DependencyAttemptEvent,
   type DependencyCallEvent,
+  type FallbackServedEvent,
   type HealthCheckEvent,
   type HealthProbeEvent,
+  type HedgeLaunchedEvent,
+  type HedgeSettledEvent,
   type RateLimitDecisionEvent,
   type RateLimitRefundEvent,
+  type RetryBudgetExhaustedEvent,
+  type RetryScheduledEvent,
   type ShutdownPhaseEvent,
+  type StaleServedEvent,
   type StoreErrorEvent,
   type TimeoutDecisionEvent,
   type TimeoutLateWriteEvent,
@@ -71,6 +77,9 @@ export {
   type Policy,
   type Work,
 } from './execute/policy.js'
+export type { Served } from './execute/served.js'
+export { createFallback, Fallback, type FallbackOptions } from './fallback/fallback.js'
+export type { FailureFilter, FallbackReason } from './fallback/reason.js'
 export {
   type EventLoopDelayCheckOptions,
   eventLoopDelayCheck,
@@ -91,6 +100,7 @@ export type {
   ProbeKind,
   ProbeRoute,
 } from './health/types.js'
+export { createHedge, Hedge, type HedgeOptions, type HedgePercentile } from './hedge/hedge.js'
 export type { IdempotencyDecisionEvent, IdempotencySettledEvent } from './idempotency/events.js'
 export { canonicalJson, type Fingerprinter, type FingerprintOptions } from './idempotency/fingerprint.js'
 export {
@@ -159,6 +169,10 @@ export {
 } from './rate-limit/rate-limiter.js'
 export type { Algorithm, RateLimitResult, RateLimitStore, ResolvedRule, RuleResult } from './rate-limit/types.js'
 export type { HeaderList, RequestView } from './request-view.js'
+export type { BackoffKind } from './retry/backoff.js'
+export { RetryBudget, type RetryBudgetOptions } from './retry/budget.js'
+export { discardResult, isRetryableOutcome, type Outcome, retryAfterMs } from './retry/classify.js'
+export { createRetry, Retry, type RetryOptions } from './retry/retry.js'
 export {
   createGracefulShutdown,
   type GracefulShutdown,
@@ -168,7 +182,14 @@ export {
   type ShutdownHook,
   type ShutdownResult,
 } from './shutdown/graceful-shutdown.js'
+export { createStaleIfError, StaleIfError, type StaleIfErrorOptions } from './stale-if-error/stale-if-error.js'
 export { MemoryRateLimitStore, type MemoryRateLimitStoreOptions } from './stores/memory-rate-limit-store.js'
+export {
+  MemoryResultStore,
+  type MemoryResultStoreOptions,
+  type ResultStore,
+  type StoredResult,
+} from './stores/result-store.js'
 export { errorResponse } from './timeout/error-response.js'
 export { guardLateWrites } from './timeout/late-writes.js'
 export type { RequestLifecycle } from './timeout/lifecycle.js'

@@ -8,8 +8,11 @@ import type {
   CircuitBreakerStateEvent,
   DependencyAttemptEvent,
   DependencyCallEvent,
+  FallbackServedEvent,
   HealthCheckEvent,
   HealthProbeEvent,
+  HedgeLaunchedEvent,
+  HedgeSettledEvent,
   IdempotencyDecisionEvent,
   IdempotencySettledEvent,
   LoadSheddingDecisionEvent,
@@ -18,7 +21,10 @@ import type {
   RateLimitDecisionEvent,
   RateLimitRefundEvent,
   RequestView,
+  RetryBudgetExhaustedEvent,
+  RetryScheduledEvent,
   ShutdownPhaseEvent,
+  StaleServedEvent,
   StoreErrorEvent,
   TimeoutDecisionEvent,
   TimeoutLateWriteEvent,
@@ -404,13 +410,7 @@ function bulkheadLimit(message: unknown, ctx: HandlerContext): void {
 function dependencyAttempt(message: unknown, ctx: HandlerContext): void {
   const event = message as DependencyAttemptEvent
   const { counts, histograms } = ctx.instruments
-  const series = countFlagged(
-    counts.dependencyAttempts,
-    event.policy,
-    event.outcome,
-    'breakwater.retry',
-    event.attempt > 1,
-  )
+  const series = countFlagged(counts.dependencyAttempts, event.policy, event.outcome, 'breakwater.retry', event.retry)
   histograms.dependencyAttemptDuration.record(event.durationSeconds, series.attributes)
 }
 
@@ -425,6 +425,72 @@ function dependencyCall(message: unknown, ctx: HandlerContext): void {
     event.attempts > 1,
   )
   histograms.dependencyCallDuration.record(event.durationSeconds, series.attributes)
+}
+
+function retryScheduled(message: unknown, ctx: HandlerContext): void {
+  const event = message as RetryScheduledEvent
+  const table = ctx.instruments.counts.retryScheduled
+  const flag = event.retryAfter ? '1' : ''
+  const series =
+    table.find(event.policy, event.reason, flag) ??
+    table.add(
+      {
+        'breakwater.policy': event.policy,
+        'breakwater.reason': event.reason,
+        'breakwater.retry_after': event.retryAfter,
+      },
+      event.policy,
+      event.reason,
+      flag,
+    )
+  series.value++
+}
+
+function retryBudgetExhausted(message: unknown, ctx: HandlerContext): void {
+  const event = message as RetryBudgetExhaustedEvent
+  const table = ctx.instruments.counts.retryBudgetExhausted
+  const series =
+    table.find(event.policy, event.kind) ??
+    table.add({ 'breakwater.policy': event.policy, 'breakwater.retry.kind': event.kind }, event.policy, event.kind)
+  series.value++
+}
+
+function hedgeLaunched(message: unknown, ctx: HandlerContext): void {
+  const event = message as HedgeLaunchedEvent
+  const table = ctx.instruments.counts.hedgeLaunched
+  const series =
+    table.find(event.policy, event.trigger) ??
+    table.add(
+      { 'breakwater.policy': event.policy, 'breakwater.hedge.trigger': event.trigger },
+      event.policy,
+      event.trigger,
+    )
+  series.value++
+}
+
+function hedgeSettled(message: unknown, ctx: HandlerContext): void {
+  const event = message as HedgeSettledEvent
+  countOutcome(ctx.instruments.counts.hedgeSettled, event.policy, event.winner)
+}
+
+function fallbackServed(message: unknown, ctx: HandlerContext): void {
+  const event = message as FallbackServedEvent
+  countReason(ctx.instruments.counts.fallbackServed, event.name, event.reason)
+}
+
+function staleServed(message: unknown, ctx: HandlerContext): void {
+  const event = message as StaleServedEvent
+  const series = countReason(ctx.instruments.counts.staleServed, event.name, event.reason)
+  ctx.instruments.histograms.staleAge.record(event.ageMs / 1000, series.attributes)
+}
+
+/** Count one event of `policy` with `reason` (no outcome: the event is the outcome). */
+function countReason(table: SeriesTable, policy: string, reason: string): Series {
+  const series =
+    table.find(policy, reason) ??
+    table.add({ 'breakwater.policy': policy, 'breakwater.reason': reason }, policy, reason)
+  series.value++
+  return series
 }
 
 /** Count one event of `policy` with `outcome` and one boolean attribute `name`. */
@@ -462,4 +528,10 @@ export const CHANNEL_HANDLERS: Readonly<Record<string, Handler>> = {
   'breakwater:bulkhead:limit': bulkheadLimit,
   'breakwater:dependency:attempt': dependencyAttempt,
   'breakwater:dependency:call': dependencyCall,
+  'breakwater:retry:scheduled': retryScheduled,
+  'breakwater:retry:budget-exhausted': retryBudgetExhausted,
+  'breakwater:hedge:launched': hedgeLaunched,
+  'breakwater:hedge:settled': hedgeSettled,
+  'breakwater:fallback:served': fallbackServed,
+  'breakwater:stale:served': staleServed,
 }

@@ -7,6 +7,8 @@ import { SeriesTable } from './series.js'
 
 /** Buckets for decisions that are a store round trip or less (rate limit, idempotency): 100 µs to 1 s. */
 export const DECISION_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]
+/** Buckets for the age of a stale answer: 100 ms to 1 h. */
+export const AGE_BUCKETS = [0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600]
 /** Buckets for queue waits and calls to dependencies: 1 ms to 10 s. */
 export const WAIT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
@@ -105,6 +107,36 @@ export const COUNTERS = {
     description:
       'Calls to a dependency, by final outcome; `breakwater.retried` is true when it took more than one attempt.',
   },
+  retryScheduled: {
+    name: 'breakwater.retry.scheduled',
+    unit: '{retry}',
+    description: 'Retries scheduled, by reason (timed_out, error, status) and whether the delay was a Retry-After.',
+  },
+  retryBudgetExhausted: {
+    name: 'breakwater.retry.budget_exhausted',
+    unit: '{attempt}',
+    description: 'Retries and hedges not sent because the retry budget was spent, by kind (retry, hedge).',
+  },
+  hedgeLaunched: {
+    name: 'breakwater.hedge.launched',
+    unit: '{attempt}',
+    description: 'Hedged attempts started, by trigger (delay, failure).',
+  },
+  hedgeSettled: {
+    name: 'breakwater.hedge.settled',
+    unit: '{call}',
+    description: 'Hedged calls answered, by the attempt that won (`breakwater.outcome`: primary, hedge).',
+  },
+  fallbackServed: {
+    name: 'breakwater.fallback.served',
+    unit: '{call}',
+    description: 'Failed calls answered with a fallback value, by why they failed (`breakwater.reason`).',
+  },
+  staleServed: {
+    name: 'breakwater.stale.served',
+    unit: '{call}',
+    description: 'Failed calls answered with a stored earlier result (stale-if-error), by why they failed.',
+  },
 } as const satisfies Record<string, CounterSpec>
 
 /** The observable gauges: last known values, reported as they stand at collection time. */
@@ -195,6 +227,12 @@ export const HISTOGRAMS = {
     unit: 's',
     description: 'Duration of calls to a dependency, retries and backoff included, by outcome.',
     buckets: WAIT_BUCKETS,
+  },
+  staleAge: {
+    name: 'breakwater.stale.age',
+    unit: 's',
+    description: 'Age of the stored results served by stale-if-error, by why the call failed.',
+    buckets: AGE_BUCKETS,
   },
 } as const
 

@@ -3,10 +3,12 @@ import { readFileSync } from 'node:fs'
 import {
   channels,
   createRateLimiter,
+  dependency,
   isInvalidOptionError,
   MemoryRateLimitStore,
   type RateLimitStore,
   type RequestView,
+  RetryBudget,
 } from '@breakwater/core'
 import { type Attributes, type MeterProvider, metrics } from '@opentelemetry/api'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -208,16 +210,24 @@ describe('outbound channels, mapped ahead of their policies', () => {
 
   it('tells first attempts from retries and single-attempt calls from retried ones', async () => {
     const { collect } = install()
-    send('breakwater:dependency:attempt', { policy: 'inventory', attempt: 1, outcome: 'failure', durationSeconds: 0.1 })
+    send('breakwater:dependency:attempt', {
+      policy: 'inventory',
+      attempt: 1,
+      retry: false,
+      outcome: 'failure',
+      durationSeconds: 0.1,
+    })
     send('breakwater:dependency:attempt', {
       policy: 'inventory',
       attempt: 2,
+      retry: true,
       outcome: 'timed_out',
       durationSeconds: 0.3,
     })
     send('breakwater:dependency:attempt', {
       policy: 'inventory',
       attempt: 3,
+      retry: true,
       outcome: 'success',
       durationSeconds: 0.05,
     })
@@ -232,6 +242,32 @@ describe('outbound channels, mapped ahead of their policies', () => {
     ).toBe(1)
     expect(histogramCount(data, HISTOGRAMS.dependencyAttemptDuration.name)).toBe(3)
     expect(sumOf(data, COUNTERS.rateLimitRefunds.name, { 'breakwater.outcome': 'refunded' })).toBe(1)
+  })
+
+  it('counts retries, a spent budget, hedges and their winners from a real dependency', async () => {
+    const { collect } = install()
+    const reset = () => Object.assign(new Error('reset'), { code: 'ECONNRESET' })
+    const budget = new RetryBudget({ ratio: 0, perSecond: 1 })
+    const flaky = dependency('flaky', { retry: { attempts: 3, baseMs: 1, capMs: 1, budget } })
+    await flaky.execute(() => Promise.reject(reset())).catch(() => {}) // one retry, then the budget is spent
+    const slow = dependency('slow', { hedge: { delayMs: 5, budget: false } })
+    let n = 0
+    const answer = await slow.execute(({ signal }) =>
+      ++n === 1
+        ? new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason)))
+        : Promise.resolve('hedge'),
+    )
+    expect(answer).toBe('hedge')
+    const data = await collect()
+    expect(
+      sumOf(data, COUNTERS.retryScheduled.name, { 'breakwater.policy': 'flaky', 'breakwater.reason': 'error' }),
+    ).toBe(1)
+    expect(sumOf(data, COUNTERS.retryBudgetExhausted.name, { 'breakwater.retry.kind': 'retry' })).toBe(1)
+    expect(
+      sumOf(data, COUNTERS.dependencyAttempts.name, { 'breakwater.policy': 'flaky', 'breakwater.retry': true }),
+    ).toBe(1)
+    expect(sumOf(data, COUNTERS.hedgeLaunched.name, { 'breakwater.hedge.trigger': 'delay' })).toBe(1)
+    expect(sumOf(data, COUNTERS.hedgeSettled.name, { 'breakwater.outcome': 'hedge' })).toBe(1)
   })
 
   it('counts dry-run decisions apart from enforced ones', async () => {

@@ -44,7 +44,15 @@ export class AttemptTimeout implements Policy {
     const name = policyName('name', options.name ?? 'attempt-timeout')
     this.name = name
     this.timeoutMs = attemptTimeoutMs('timeoutMs', options.timeoutMs)
-    this.#stack = { name, breaker: undefined, bulkhead: undefined, timeoutMs: this.timeoutMs, dependency: false }
+    this.#stack = {
+      name,
+      breaker: undefined,
+      bulkhead: undefined,
+      timeoutMs: this.timeoutMs,
+      dependency: false,
+      calls: false,
+      discard: undefined,
+    }
   }
 
   execute<T>(work: Work<T>, options?: ExecuteOptions): Promise<T> {

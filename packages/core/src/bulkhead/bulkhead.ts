@@ -65,7 +65,15 @@ export class Bulkhead implements Policy {
       throw new InvalidOptionError('retryAfterSeconds', retryAfter, 'whole seconds ≥ 1')
     }
     this.#retryAfterSeconds = retryAfter
-    this.#stack = { name, breaker: undefined, bulkhead: this, timeoutMs: Number.POSITIVE_INFINITY, dependency: false }
+    this.#stack = {
+      name,
+      breaker: undefined,
+      bulkhead: this,
+      timeoutMs: Number.POSITIVE_INFINITY,
+      dependency: false,
+      calls: false,
+      discard: undefined,
+    }
   }
 
   /** Calls in flight at most now (changes in adaptive mode). */

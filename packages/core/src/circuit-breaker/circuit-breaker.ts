@@ -247,7 +247,15 @@ export class CircuitBreaker implements Policy {
     this.#calls = new Uint32Array(size)
     this.#failures = new Uint32Array(size)
     this.#slow = new Uint32Array(size)
-    this.#stack = { name, breaker: this, bulkhead: undefined, timeoutMs: Number.POSITIVE_INFINITY, dependency: false }
+    this.#stack = {
+      name,
+      breaker: this,
+      bulkhead: undefined,
+      timeoutMs: Number.POSITIVE_INFINITY,
+      dependency: false,
+      calls: false,
+      discard: undefined,
+    }
     if (options.initialState !== undefined) this.hydrate(options.initialState)
   }
 
@@ -352,6 +360,11 @@ export class CircuitBreaker implements Policy {
   /** @internal How a completed result counts. */
   classifyResult(result: unknown): CallOutcome {
     return this.#isFailureResult(result) ? FAILURE : SUCCESS
+  }
+
+  /** @internal Closed now (not open, half-open or isolated): hedges are sent only then. */
+  get closed(): boolean {
+    return this.#state === CLOSED
   }
 
   /** @internal True when {@link acquire} would admit a call now (no state change). */

@@ -34,6 +34,16 @@ export interface Stack {
   readonly timeoutMs: number
   /** Publish the `breakwater:dependency:*` events (a `dependency()`, not a lone policy). */
   readonly dependency: boolean
+  /** Also `breakwater:dependency:call` per attempt: false when a retry/hedge above reports the whole call. */
+  readonly calls: boolean
+  /** Frees a result that arrives after its attempt was answered (timed out, cancelled): a loser's late answer. */
+  readonly discard: ((result: unknown) => void) | undefined
+}
+
+/** @internal Told when an owned attempt settles (instead of a promise): a retry or hedge running attempts. */
+export interface AttemptOwner {
+  attemptSucceeded(call: GuardedCall<unknown>, value: unknown): void
+  attemptFailed(call: GuardedCall<unknown>, error: unknown): void
 }
 
 type AttemptOutcome = DependencyAttemptEvent['outcome'] | 'deadline_exceeded'
@@ -69,7 +79,22 @@ export function runGuarded<T>(stack: Stack, work: Work<T>, options: ExecuteOptio
   return promise
 }
 
-class GuardedCall<T> implements ExecuteContext, Waiter {
+/**
+ * @internal One attempt whose outcome goes to `owner`, to be `start()`ed once the owner has noted it (an attempt
+ * can settle synchronously); it can be {@link GuardedCall.cancel}led.
+ */
+export function newAttempt<T>(
+  stack: Stack,
+  work: Work<T>,
+  options: ExecuteOptions | undefined,
+  owner: AttemptOwner,
+): GuardedCall<T> {
+  const call = new GuardedCall<T>(stack, work, options)
+  call.owner = owner
+  return call
+}
+
+export class GuardedCall<T> implements ExecuteContext, Waiter {
   // Bookkeeping of the bulkhead queue and of the timer queues.
   deadlineAt = 0
   heapIndex = -1
@@ -78,6 +103,10 @@ class GuardedCall<T> implements ExecuteContext, Waiter {
   waiting = false
   resolve: (value: T) => void = noop
   reject: (error: unknown) => void = noop
+  /** @internal Who hears the outcome instead of a promise. */
+  owner: AttemptOwner | undefined = undefined
+  /** @internal The owner's clock reading when it launched this attempt. */
+  launchedAt = 0
 
   readonly attempt: number
   readonly #stack: Stack
@@ -228,7 +257,7 @@ class GuardedCall<T> implements ExecuteContext, Waiter {
       : new AttemptTimeoutError(stack.name, stack.timeoutMs)
     this.#abort(reason)
     this.#settle(callers ? IGNORED : FAILURE, callers ? 'deadline_exceeded' : 'timed_out')
-    this.reject(reason)
+    this.#fail(reason)
   }
 
   #begin(): void {
@@ -278,11 +307,15 @@ class GuardedCall<T> implements ExecuteContext, Waiter {
   }
 
   #succeeded(value: T): void {
-    if (this.#phase !== RUNNING) return // already answered: timed out or abandoned by the caller
+    if (this.#phase !== RUNNING) {
+      // Already answered (timed out, abandoned, a hedge that lost): free what nobody will read.
+      this.#stack.discard?.(value)
+      return
+    }
     const breaker = this.#stack.breaker
     const outcome = breaker === undefined ? SUCCESS : breaker.classifyResult(value)
     this.#settle(outcome, outcome === FAILURE ? 'failure' : 'success')
-    this.resolve(value)
+    this.#ok(value)
   }
 
   #failed(error: unknown): void {
@@ -309,7 +342,7 @@ class GuardedCall<T> implements ExecuteContext, Waiter {
       label = outcome === FAILURE ? 'failure' : 'success'
     }
     this.#settle(outcome, label)
-    this.reject(error)
+    this.#fail(error)
   }
 
   #callerAborted(): void {
@@ -328,7 +361,38 @@ class GuardedCall<T> implements ExecuteContext, Waiter {
     if (this.#phase !== RUNNING) return
     this.#abort(reason)
     this.#settle(IGNORED, 'aborted')
-    this.reject(reason)
+    this.#fail(reason)
+  }
+
+  #ok(value: T): void {
+    if (this.owner === undefined) this.resolve(value)
+    else this.owner.attemptSucceeded(this as GuardedCall<unknown>, value)
+  }
+
+  #fail(error: unknown): void {
+    if (this.owner === undefined) this.reject(error)
+    else this.owner.attemptFailed(this as GuardedCall<unknown>, error)
+  }
+
+  /**
+   * @internal Abandon this attempt (a hedge lost): out of the queue or aborted with `reason`, not counted by the
+   * breaker, its permit returned; the owner hears nothing more.
+   */
+  cancel(reason: unknown): void {
+    const phase = this.#phase
+    this.owner = undefined
+    if (phase === QUEUED) {
+      const bulkhead = this.#stack.bulkhead as Bulkhead
+      bulkhead.limiter.leave(this)
+      if (channels.bulkheadDecision.hasSubscribers) {
+        bulkhead.publishDecision('aborted', this.#clock() - this.#enqueuedAt)
+      }
+      this.#breakerIgnores()
+      this.#refuse(reason, 'aborted')
+    } else if (phase === RUNNING) {
+      this.#abort(reason)
+      this.#settle(IGNORED, 'aborted')
+    }
   }
 
   #abort(reason: unknown): void {
@@ -371,7 +435,7 @@ class GuardedCall<T> implements ExecuteContext, Waiter {
     this.#phase = DONE
     this.#unlisten()
     if (this.#stack.dependency) this.#publish(label, 0, 0)
-    this.reject(error)
+    this.#fail(error)
   }
 
   #bulkheadRejected(reason: 'full' | 'queue_timeout', waitedMs: number): void {
@@ -395,11 +459,12 @@ class GuardedCall<T> implements ExecuteContext, Waiter {
       publish(channels.dependencyAttempt, {
         policy: name,
         attempt: this.attempt,
+        retry: this.attempt > 1,
         outcome: label === 'deadline_exceeded' ? 'aborted' : label,
         durationSeconds,
       } satisfies DependencyAttemptEvent)
     }
-    if (channels.dependencyCall.hasSubscribers) {
+    if (this.#stack.calls && channels.dependencyCall.hasSubscribers) {
       publish(channels.dependencyCall, {
         policy: name,
         outcome: label,

@@ -10,7 +10,7 @@ export interface ExecuteContext {
   readonly signal: AbortSignal
   /** When the work must be done by, as a Unix epoch in ms (comparable with `Date.now()`); `Infinity` for never. */
   readonly deadline: number
-  /** 1 for the first attempt (retries of Outbound protection II count up). */
+  /** 1 for the first attempt; retries and hedges count up. */
   readonly attempt: number
 }
 
@@ -35,6 +35,13 @@ export interface ExecuteOptions {
   context?: CallerContext
   /** Attempt number to report (set by an enclosing retry). Default `1`. */
   attempt?: number
+  /**
+   * Whether the work may run more than once. `false`: never retried nor hedged (a POST without an
+   * Idempotency-Key). Default `true`; HTTP integrations compute it from the method and the Idempotency-Key.
+   */
+  idempotent?: boolean
+  /** The key stale-if-error stores this call's result under (required when stale-if-error guards the call). */
+  cacheKey?: string
 }
 
 /** The work a policy runs. */
@@ -76,7 +83,13 @@ export function compose(...policies: Policy[]): Policy {
       index === last
         ? work
         : (context) =>
-            step(index + 1, work, { signal: context.signal, deadline: context.deadline, attempt: context.attempt }),
+            step(index + 1, work, {
+              signal: context.signal,
+              deadline: context.deadline,
+              attempt: context.attempt,
+              // Per call, not per layer: every layer that stores results (stale-if-error) needs it.
+              cacheKey: options?.cacheKey,
+            }),
       options,
     )
   return { execute: (work, options) => step(0, work, options) }

@@ -6,7 +6,7 @@ import type { Cluster, Redis } from 'ioredis'
 /** Longest key prefix accepted. */
 export const PREFIX_MAX_LENGTH = 128
 
-/** Every option of the Redis stores (`RedisRateLimitStore`, `RedisIdempotencyStore`, `RedisBreakerStateStore`); any other key is an error naming it. */
+/** Every option of the Redis stores (`RedisRateLimitStore`, `RedisIdempotencyStore`, `RedisBreakerStateStore`, `RedisResultStore`); any other key is an error naming it. */
 const OPTIONS = optionKeys<{ client: unknown; prefix?: string }>()(['client', 'prefix'])
 
 /** The `client` option: an ioredis `Redis` or `Cluster` (anything with `defineCommand` and `del`). */
