@@ -16,9 +16,10 @@ const FRAMEWORKS = ['express', 'fastify', 'koa']
 const args = process.argv.slice(2)
 const build = !args.includes('--no-build')
 const choice = args.find((arg) => arg !== '--no-build') ?? 'fastify'
+if (choice === 'outage') await import('./demo-outage.mjs') // the outage replay; it exits when done
 const frameworks = choice === 'all' ? FRAMEWORKS : [choice]
 if (!frameworks.every((f) => FRAMEWORKS.includes(f)) || args.length > (build ? 1 : 2)) {
-  console.error(`usage: npx -y pnpm@10 demo [${FRAMEWORKS.join('|')}|all] [--no-build]`)
+  console.error(`usage: npx -y pnpm@10 demo [${FRAMEWORKS.join('|')}|all|outage] [--no-build]`)
   process.exit(2)
 }
 console.log(
