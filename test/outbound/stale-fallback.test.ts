@@ -114,18 +114,18 @@ it('serves what one instance stored from the other instance when the upstream fa
     expect(served.ageMs).toBeLessThan(10_000)
     expect((served.error as { status?: number }).status).toBe(503)
     expect(upstream.calls.get('/inventory')).toBe(callsBefore + 1) // B did try the upstream first
-    expect(stale).toEqual([{ name: 'inventory', ageMs: served.ageMs, reason: 'error' }])
+    expect(stale).toEqual([{ policy: 'inventory', ageMs: served.ageMs, reason: 'error' }])
 
     // B's breaker opened on that failure: a key nobody stored gets the fallback, without a call upstream.
     const nothing = await b.get('never-stored')
     expect(nothing).toMatchObject({ value: { items: [], query: '' }, source: 'fallback', ageMs: 0 })
     expect(b.inventory.breaker?.state).toBe('open')
-    expect(fallbacks).toEqual([{ name: 'inventory', reason: 'circuit-open' }])
+    expect(fallbacks).toEqual([{ policy: 'inventory', reason: 'circuit-open' }])
 
     // With the breaker open, the stored result is preferred to the fallback value, still without a call.
     const again = await b.get('all')
     expect(again).toMatchObject({ value: fresh.value, source: 'stale' })
-    expect(stale.at(-1)).toMatchObject({ name: 'inventory', reason: 'circuit-open' })
+    expect(stale.at(-1)).toMatchObject({ policy: 'inventory', reason: 'circuit-open' })
     expect(upstream.calls.get('/inventory')).toBe(callsBefore + 1)
 
     // The upstream recovers: A answers from it again and refreshes the stored result for everyone.

@@ -27,7 +27,11 @@ export async function bundleForChild(entry: string): Promise<string> {
     external: ['ioredis', 'express', 'fastify', 'koa', '@koa/router'],
     noExternal: [/^@breakwater\//, 'fastify-plugin'],
     esbuildOptions(options) {
-      options.alias = Object.fromEntries(PACKAGES.map((pkg) => [`@breakwater/${pkg}`, source(pkg)]))
+      // The subpath first: esbuild would otherwise append `/adapter` to core's aliased index.ts.
+      options.alias = {
+        '@breakwater/core/adapter': source('core').replace(/index\.ts$/, 'adapter.ts'),
+        ...Object.fromEntries(PACKAGES.map((pkg) => [`@breakwater/${pkg}`, source(pkg)])),
+      }
     },
   })
   return join(outDir, `${name}.js`)

@@ -186,7 +186,7 @@ export interface HedgeSettledEvent {
 /** Payload of `breakwater:fallback:served`. */
 export interface FallbackServedEvent {
   /** The fallback's (dependency's) name. */
-  name: string
+  policy: string
   /** Why the call failed. */
   reason: FallbackReason
 }
@@ -194,7 +194,7 @@ export interface FallbackServedEvent {
 /** Payload of `breakwater:stale:served`. */
 export interface StaleServedEvent {
   /** The stale-if-error policy's (dependency's) name. */
-  name: string
+  policy: string
   /** Age of the served result in ms. */
   ageMs: number
   /** Why the call failed. */

@@ -78,7 +78,7 @@ describe('fallback', () => {
       })
       expect(result).toEqual({ value: 'fallback', source: 'fallback', ageMs: 0, error })
       expect(seen).toEqual([[reason, error]])
-      expect(served).toEqual([{ name: 'recs', reason }])
+      expect(served).toEqual([{ policy: 'recs', reason }])
     })
   }
 
@@ -123,7 +123,7 @@ describe('fallback', () => {
     const other = new Error('500')
     await expect(settle(fallback.execute(() => Promise.reject(other)))).resolves.toBe(other)
     await expect(fallback.execute(() => Promise.reject(new AttemptTimeoutError('recs', 5)))).resolves.toBe(0)
-    expect(served).toEqual([{ name: 'recs', reason: 'timeout' }])
+    expect(served).toEqual([{ policy: 'recs', reason: 'timeout' }])
   })
 
   it('takes a predicate on the error instead of reasons', async () => {

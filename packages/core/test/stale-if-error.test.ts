@@ -67,7 +67,7 @@ describe('stale-if-error', () => {
       ageMs: 12_345,
       error: outage,
     })
-    expect(staleEvents).toEqual([{ name: 'stock', ageMs: 12_345, reason: 'error' }])
+    expect(staleEvents).toEqual([{ policy: 'stock', ageMs: 12_345, reason: 'error' }])
     // Each key has its own result.
     await expect(settle(stale.execute(fail(outage), { cacheKey: 'b' }))).resolves.toBe(outage)
   })
@@ -122,7 +122,7 @@ describe('stale-if-error', () => {
     const plain = new Error('500')
     await expect(settle(stale.execute(fail(plain), { cacheKey: 'k' }))).resolves.toBe(plain)
     await expect(stale.execute(fail(new CircuitOpenError('stock', 'open', 1)), { cacheKey: 'k' })).resolves.toBe(1)
-    expect(staleEvents).toEqual([{ name: 'stock', ageMs: 0, reason: 'circuit-open' }])
+    expect(staleEvents).toEqual([{ policy: 'stock', ageMs: 0, reason: 'circuit-open' }])
   })
 
   it('never answers the caller’s own abort', async () => {

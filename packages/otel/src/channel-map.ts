@@ -475,12 +475,12 @@ function hedgeSettled(message: unknown, ctx: HandlerContext): void {
 
 function fallbackServed(message: unknown, ctx: HandlerContext): void {
   const event = message as FallbackServedEvent
-  countReason(ctx.instruments.counts.fallbackServed, event.name, event.reason)
+  countReason(ctx.instruments.counts.fallbackServed, event.policy, event.reason)
 }
 
 function staleServed(message: unknown, ctx: HandlerContext): void {
   const event = message as StaleServedEvent
-  const series = countReason(ctx.instruments.counts.staleServed, event.name, event.reason)
+  const series = countReason(ctx.instruments.counts.staleServed, event.policy, event.reason)
   ctx.instruments.histograms.staleAge.record(event.ageMs / 1000, series.attributes)
 }
 

@@ -98,7 +98,7 @@ export class Fallback<V = unknown> implements Policy {
         ? await (produce as (reason: FallbackReason, error: unknown) => V | PromiseLike<V>)(reason, error)
         : produce
     if (channels.fallbackServed.hasSubscribers) {
-      publish(channels.fallbackServed, { name: this.name, reason } satisfies FallbackServedEvent)
+      publish(channels.fallbackServed, { policy: this.name, reason } satisfies FallbackServedEvent)
     }
     return { value, source: 'fallback', ageMs: 0, error }
   }

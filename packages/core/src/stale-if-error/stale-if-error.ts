@@ -163,7 +163,7 @@ export class StaleIfError implements Policy {
           const value = parse(entry.value)
           if (value !== MISS) {
             if (channels.staleServed.hasSubscribers) {
-              publish(channels.staleServed, { name: this.name, ageMs, reason } satisfies StaleServedEvent)
+              publish(channels.staleServed, { policy: this.name, ageMs, reason } satisfies StaleServedEvent)
             }
             return { value: value as T, source: 'stale', ageMs, error }
           }
