@@ -126,10 +126,18 @@ describe("each policy's own rejections carry the registry's type, title and stat
     expect(PROBLEMS[ErrorCode.RateLimited].type).toBe(ProblemType.QuotaExceeded)
   })
 
-  // rate-limit/rate-limiter.ts STORE_CLOSED_DECISION still sends `temporary-reduced-capacity` for
-  // BW_STORE_UNAVAILABLE, where idempotency and problemFor send the registry's `about:blank`: its owner switches
-  // it to problemResponse(ErrorCode.StoreUnavailable, …), then this becomes a test like the others.
-  it.todo('rate limiting fail-closed: 503 BW_STORE_UNAVAILABLE as registered')
+  it('rate limiting fail-closed: 503 BW_STORE_UNAVAILABLE as registered, with Retry-After', async () => {
+    const down = (): Promise<never> => Promise.reject(new Error('store down'))
+    const limiter = createRateLimiter({
+      limit: 1,
+      windowMs: '1m',
+      store: { consume: down, peek: down, reset: () => undefined },
+      onStoreError: 'fail-closed',
+    })
+    const decision = await limiter.check(view())
+    expectRegistered(decision, ErrorCode.StoreUnavailable)
+    expect((decision as RejectDecision).headers).toContainEqual(['Retry-After', '1'])
+  })
 
   it('load shedding: 503 temporary-reduced-capacity', () => {
     const shedder = createLoadShedder({ limit: 1 })

@@ -25,7 +25,7 @@ import {
   positiveInteger,
 } from '../internal/validate.js'
 import { type WarningLogger, warnOnce } from '../internal/warn.js'
-import { PROBLEM_CONTENT_TYPE, type ProblemDetails, ProblemType } from '../problem.js'
+import { PROBLEM_CONTENT_TYPE, type ProblemDetails, ProblemType, problemResponse } from '../problem.js'
 import type { HeaderList, RequestView } from '../request-view.js'
 import { MemoryRateLimitStore } from '../stores/memory-rate-limit-store.js'
 import { StoreGuard } from '../stores/store-guard.js'
@@ -705,13 +705,11 @@ interface Attempt {
 /** The failure policy's answer "refuse the request". */
 const STORE_CLOSED = Symbol('store-closed')
 
-const STORE_CLOSED_DECISION: RejectDecision = rejection(503, [['Retry-After', '1']], {
-  type: ProblemType.TemporaryReducedCapacity,
-  title: 'Service Unavailable',
-  status: 503,
-  detail: 'Rate limiting is temporarily unavailable.',
-  code: ErrorCode.StoreUnavailable,
-})
+const STORE_CLOSED_DECISION: RejectDecision = problemResponse(
+  ErrorCode.StoreUnavailable,
+  'Rate limiting is temporarily unavailable.',
+  [['Retry-After', '1']],
+)
 
 function rejection(status: number, headers: HeaderList, body: ProblemDetails): RejectDecision {
   return { action: 'reject', status, headers: [...headers, ['Content-Type', PROBLEM_CONTENT_TYPE]], body }
